@@ -1,0 +1,349 @@
+//! The command line (SPEC §5): parsing, resolving the workspace and configuration, dispatching to
+//! the domain, and mapping the result to an exit code in one place.
+
+mod demo;
+mod printer;
+mod progress;
+mod render;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::canonical::to_canonical_pretty;
+use crate::config::{Config, Env};
+use crate::exit::{ExitKind, Refusal, classify};
+use crate::pipeline::Pipeline;
+use crate::pipeline::engine::{Engine, Progress, Quiet};
+use crate::workspace::{TaskName, Workspace};
+
+/// gatekeeper: gated, ledgered, tamper-evident AI-assisted code changes.
+#[derive(Debug, Parser)]
+#[command(name = "gatekeeper", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    directory: Option<PathBuf>,
+    /// Print the resolved configuration as JSON and exit.
+    #[arg(long, global = true, hide = true)]
+    show_config: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build a sample repository whose task carries its own patch and run all steps offline.
+    Demo {
+        /// Where to build it (must not exist or be empty); default: a new temporary folder.
+        dir: Option<PathBuf>,
+    },
+    /// Write a commented gatekeeper.yaml and the prompt folder.
+    Init {
+        /// The pipeline to configure.
+        #[arg(long, default_value = "ai-stack-trace", value_parser = ["ai-stack-trace"])]
+        pipeline: String,
+    },
+    /// Write a task's prompt, `docs/ai-gated/prompt/<TASK>.md`.
+    New {
+        /// The task name.
+        task: String,
+        /// The prompt text.
+        #[arg(short = 'm', long = "message", conflicts_with = "file")]
+        message: Option<String>,
+        /// Copy the prompt from a file.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Run one step of a task.
+    Step {
+        /// The step number.
+        n: u32,
+        /// The task name.
+        task: String,
+    },
+    /// Run a task's steps, skipping those done and fresh.
+    Run {
+        /// The task name.
+        task: String,
+        /// Stop after this step.
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// Show the steps of a task, or every task.
+    Status {
+        /// The task name (all tasks when omitted).
+        task: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each changed path of a task with its verdict and the glob that decided it.
+    Scope {
+        /// The task name.
+        task: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a ledger's integrity: chain, file hashes, contracts, approval binding.
+    Verify {
+        /// The task name.
+        task: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What a command needs: the workspace, its configuration and pipeline, the environment.
+struct Context<'a> {
+    ws: Workspace,
+    config: Config,
+    pipeline: Pipeline,
+    env: &'a Env,
+    command_line: String,
+}
+
+impl<'a> Context<'a> {
+    fn resolve(start: &Path, env: &'a Env, command_line: String) -> Result<Context<'a>> {
+        let ws = Workspace::discover(start)?;
+        let config = Config::load(&ws.config_path())?;
+        let pipeline = Pipeline::load(&config.pipeline, ws.root())?;
+        Ok(Context {
+            ws,
+            config,
+            pipeline,
+            env,
+            command_line,
+        })
+    }
+
+    fn engine<'b>(&'b self, progress: &'b dyn Progress) -> Engine<'b> {
+        Engine {
+            ws: &self.ws,
+            config: &self.config,
+            pipeline: &self.pipeline,
+            env: self.env,
+            progress,
+            command_line: self.command_line.clone(),
+        }
+    }
+}
+
+/// Parses and runs a command line; prints errors; returns the exit kind.
+pub fn main<I, T>(args: I, env: &Env) -> ExitKind
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let command_line = args
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitKind::Usage
+            } else {
+                ExitKind::Done
+            };
+        }
+    };
+    match dispatch(cli, env, command_line) {
+        Ok(kind) => kind,
+        Err(err) => {
+            let (kind, refusal) = classify(&err);
+            printer::error(&err, refusal);
+            kind
+        }
+    }
+}
+
+fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
+    let start = match &cli.global.directory {
+        Some(d) => d.clone(),
+        None => std::env::current_dir().context("failed to read the current directory")?,
+    };
+    if let Command::Demo { dir } = &cli.command {
+        return demo::run(dir.as_deref(), env);
+    }
+    let ctx = Context::resolve(&start, env, command_line)?;
+    if cli.global.show_config {
+        printer::out(&to_canonical_pretty(&ctx.config));
+        return Ok(ExitKind::Done);
+    }
+    let spinner = progress::Spinner::default();
+    match cli.command {
+        Command::Demo { .. } => unreachable!("handled above"),
+        Command::Init { pipeline } => init(&ctx.ws, &pipeline),
+        Command::New {
+            task,
+            message,
+            file,
+        } => new(&ctx.ws, &TaskName::parse(&task)?, message, file.as_deref()),
+        Command::Step { n, task } => {
+            let task = TaskName::parse(&task)?;
+            let outcome = ctx.engine(&spinner).step(&task, n)?;
+            Ok(render::outcomes(&[outcome]))
+        }
+        Command::Run { task, to } => {
+            let task = TaskName::parse(&task)?;
+            let outcomes = ctx.engine(&spinner).run(&task, to)?;
+            Ok(render::outcomes(&outcomes))
+        }
+        Command::Status { task, json } => status(&ctx, task.as_deref(), json),
+        Command::Scope { task, json } => {
+            let task = TaskName::parse(&task)?;
+            require_ledger(&ctx.ws, &task)?;
+            let report = ctx.engine(&Quiet).scope(&task)?;
+            if json {
+                printer::out(&to_canonical_pretty(&report));
+            } else {
+                printer::out(&render::scope(&report));
+            }
+            Ok(if report.ok {
+                ExitKind::Done
+            } else {
+                ExitKind::ScopeViolation
+            })
+        }
+        Command::Verify { task, json } => {
+            let task = TaskName::parse(&task)?;
+            let report = ctx.engine(&Quiet).verify(&task)?;
+            if json {
+                printer::out(&to_canonical_pretty(&report));
+            } else {
+                printer::out(&render::verify(&task, &report));
+            }
+            Ok(if report.findings.is_empty() {
+                ExitKind::Done
+            } else {
+                ExitKind::Integrity
+            })
+        }
+    }
+}
+
+fn require_ledger(ws: &Workspace, task: &TaskName) -> Result<()> {
+    if ws.ledger_dir(task).join(crate::ledger::JOURNAL).is_file() {
+        Ok(())
+    } else {
+        Err(Refusal::usage(format!("task `{task}` has no ledger"))
+            .hint(format!("run `gatekeeper step 0 {task}` first"))
+            .into())
+    }
+}
+
+fn status(ctx: &Context<'_>, task: Option<&str>, json: bool) -> Result<ExitKind> {
+    let engine = ctx.engine(&Quiet);
+    match task {
+        Some(task) => {
+            let task = TaskName::parse(task)?;
+            require_ledger(&ctx.ws, &task)?;
+            let st = engine.status(&task)?;
+            if json {
+                printer::out(&to_canonical_pretty(&st));
+            } else {
+                printer::out(&render::status(&st));
+            }
+        }
+        None => {
+            let rows = render::overview(&ctx.ws, &ctx.pipeline)?;
+            if json {
+                printer::out(&to_canonical_pretty(&serde_json::json!({ "tasks": rows })));
+            } else {
+                printer::out(&render::overview_table(&rows));
+            }
+        }
+    }
+    Ok(ExitKind::Done)
+}
+
+const CONFIG_TEMPLATE: &str = include_str!("../../templates/gatekeeper.yaml");
+
+fn init(ws: &Workspace, pipeline: &str) -> Result<ExitKind> {
+    let path = ws.config_path();
+    if path.exists() {
+        return Err(Refusal::usage(format!(
+            "`{}` already exists; init changes nothing",
+            path.display()
+        ))
+        .hint("edit it, or delete it and run `gatekeeper init` again")
+        .into());
+    }
+    let text = CONFIG_TEMPLATE.replace("{{PIPELINE}}", pipeline);
+    Config::parse(text.as_bytes(), "built-in gatekeeper.yaml")
+        .context("the built-in configuration is invalid")?;
+    crate::fsx::create_dir_all(&ws.root().join(crate::workspace::PROMPT_DIR))?;
+    crate::fsx::write_atomic(&path, text.as_bytes())?;
+    printer::out(&format!("wrote {}", path.display()));
+    printer::hint(
+        "write a task with `gatekeeper new <TASK> -m \"what to do\"`, commit gatekeeper.yaml, then `gatekeeper run <TASK>`",
+    );
+    Ok(ExitKind::Done)
+}
+
+fn new(
+    ws: &Workspace,
+    task: &TaskName,
+    message: Option<String>,
+    file: Option<&Path>,
+) -> Result<ExitKind> {
+    let path = ws.prompt_path(task);
+    if path.exists() {
+        return Err(Refusal::usage(format!(
+            "the prompt `{}` already exists",
+            Workspace::prompt_rel(task)
+        ))
+        .hint("edit it, or pick another task name")
+        .into());
+    }
+    let text = match (message, file) {
+        (Some(m), _) => {
+            let mut m = m;
+            if !m.ends_with('\n') {
+                m.push('\n');
+            }
+            m
+        }
+        (None, Some(f)) => fs_err::read_to_string(f).map_err(|e| {
+            Refusal::usage(format!("cannot read `{}`: {e}", f.display()))
+                .hint("pass a readable UTF-8 file to `--file`")
+        })?,
+        (None, None) => format!(
+            "# {task}\n\nDescribe the change.\n\n## Acceptance criteria\n\n- AC-1: …\n\n## Allowed paths\n\n- `src/**`\n\n## Forbidden\n\n- `.github/**`\n"
+        ),
+    };
+    if text.trim().is_empty() {
+        return Err(Refusal::usage("the prompt is empty")
+            .hint("pass the task text with `-m` or `--file`")
+            .into());
+    }
+    crate::fsx::write_atomic(&path, text.as_bytes())?;
+    printer::out(&format!("wrote {}", Workspace::prompt_rel(task)));
+    printer::hint(&format!("run `gatekeeper run {task}`"));
+    Ok(ExitKind::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

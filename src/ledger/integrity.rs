@@ -1,0 +1,285 @@
+//! `gatekeeper verify` (SPEC §2, §13): the journal chain and local head, every ledger file against
+//! the hash the journal recorded, contracts (content and journal record), symlinks, and the
+//! approval binding (the tree still equals what step 6 approved). Every gate runs this first.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::journal::{Entry, events, line_hash};
+use super::{JOURNAL, Ledger, contract};
+use crate::hash::sha256_file;
+use crate::scope::ScopeRules;
+use crate::scope::changeset::{self, ChangeSet};
+use crate::workspace::Workspace;
+
+/// One integrity problem.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The workspace-relative path concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The journal line concerned (1-based), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The result of a verification.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Problems: any of them makes the ledger untrustworthy (exit 7).
+    pub findings: Vec<Finding>,
+    /// Facts worth showing that are not failures (an interrupted step's partial files).
+    pub notes: Vec<String>,
+    /// Journal lines checked.
+    pub journal_lines: usize,
+    /// Ledger files checked.
+    pub files_checked: usize,
+}
+
+/// The ledger files the journal says exist now, with their hashes.
+#[must_use]
+pub fn recorded_files(entries: &[Entry]) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    for e in entries {
+        match e.event.as_str() {
+            events::CONTRACT_REVOKED => {
+                if let Some(name) = e.data_str("contract") {
+                    files.remove(&contract::rel_path(name));
+                }
+            }
+            _ => {
+                for (path, sha) in &e.files {
+                    files.insert(path.clone(), sha.clone());
+                }
+            }
+        }
+    }
+    files
+}
+
+/// The approved change set recorded by the latest `approved` event, if any.
+#[must_use]
+pub fn approved_change_set(entries: &[Entry]) -> Option<ChangeSet> {
+    let e = entries.iter().rev().find(|e| e.event == events::APPROVED)?;
+    serde_json::from_value(e.data.get("change_set")?.clone()).ok()
+}
+
+/// The task's base commit, from its latest `task_started` event.
+#[must_use]
+pub fn base_commit(entries: &[Entry]) -> Option<String> {
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.event == events::TASK_STARTED)
+        .and_then(|e| e.data_str("base_commit"))
+        .map(str::to_owned)
+}
+
+/// The change set of a task against its base: its own ledger and prompt are exempt.
+///
+/// # Errors
+/// Git or I/O errors.
+pub fn task_change_set(
+    ws: &Workspace,
+    task: &crate::workspace::TaskName,
+    base: &str,
+) -> Result<ChangeSet> {
+    let ledger_prefix = format!("{}/", Workspace::ledger_rel(task));
+    let prompt = Workspace::prompt_rel(task);
+    let exempt = move |p: &str| p.starts_with(&ledger_prefix) || p == prompt;
+    changeset::compute(&ws.repo()?, base, &exempt)
+}
+
+/// Verifies a ledger. `interrupted_outputs` are globs of the files an interrupted step may have
+/// left half-recorded; differences there are notes, not findings.
+///
+/// # Errors
+/// I/O or git errors (a broken journal is reported by [`Ledger::open`] before this runs).
+pub fn verify(ws: &Workspace, ledger: &Ledger, interrupted_outputs: &[String]) -> Result<Report> {
+    let mut report = Report {
+        journal_lines: ledger.entries().len(),
+        ..Report::default()
+    };
+    let ledger_rel = Workspace::ledger_rel(ledger.task());
+    let tolerated = ScopeRules::new(interrupted_outputs, Vec::<String>::new()).unwrap_or_default();
+    let finding = |path: Option<String>, line: Option<usize>, message: String| Finding {
+        path,
+        line,
+        message,
+    };
+
+    check_head(ledger, &ledger_rel, &mut report);
+
+    let recorded = recorded_files(ledger.entries());
+    let mut seen = BTreeMap::new();
+    if ledger.dir().exists() {
+        for item in walkdir::WalkDir::new(ledger.dir())
+            .follow_links(false)
+            .min_depth(1)
+        {
+            let item = item?;
+            let rel = item
+                .path()
+                .strip_prefix(ledger.dir())
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_default();
+            let shown = format!("{ledger_rel}/{rel}");
+            if item.file_type().is_symlink() {
+                report.findings.push(finding(
+                    Some(shown),
+                    None,
+                    "a symlink inside the ledger (ledgers hold regular files only; a link can point outside it)".to_owned(),
+                ));
+                continue;
+            }
+            if !item.file_type().is_file() || rel == JOURNAL {
+                continue;
+            }
+            report.files_checked += 1;
+            let actual = sha256_file(item.path())?;
+            seen.insert(rel.clone(), ());
+            let is_contract = rel.starts_with("contract/");
+            match recorded.get(&rel) {
+                Some(sha) if *sha == actual => {}
+                Some(_) if !is_contract && tolerated.check(&rel).in_scope() => {
+                    report.notes.push(format!("`{shown}` was being written when a step was interrupted; re-run that step"));
+                }
+                Some(_) => report.findings.push(finding(
+                    Some(shown),
+                    None,
+                    if is_contract {
+                        "the contract differs from the one gatekeeper wrote (edited)".to_owned()
+                    } else {
+                        "the file differs from the sha256 the journal recorded (edited after it was written)".to_owned()
+                    },
+                )),
+                None if is_contract => report.findings.push(finding(
+                    Some(shown),
+                    None,
+                    "a forged contract: the journal records no contract_written for it".to_owned(),
+                )),
+                None if tolerated.check(&rel).in_scope() => {
+                    report.notes.push(format!("`{shown}` was being written when a step was interrupted; re-run that step"));
+                }
+                None => report.findings.push(finding(
+                    Some(shown),
+                    None,
+                    "a file the journal does not record (written behind gatekeeper's back)".to_owned(),
+                )),
+            }
+        }
+    }
+    for (rel, _) in &recorded {
+        if !seen.contains_key(rel) {
+            report.findings.push(finding(
+                Some(format!("{ledger_rel}/{rel}")),
+                None,
+                "the journal records this file but it is missing (deleted)".to_owned(),
+            ));
+        }
+    }
+    for (rel, sha) in &recorded {
+        if let Some(name) = rel.strip_prefix("contract/") {
+            let expected = contract::content(name, ledger.task().as_str());
+            if *sha != crate::hash::sha256_hex(expected.as_bytes()) {
+                report.findings.push(finding(
+                    Some(format!("{ledger_rel}/{rel}")),
+                    None,
+                    format!(
+                        "the journalled contract does not hold `{}`",
+                        expected.trim_end()
+                    ),
+                ));
+            }
+        }
+    }
+
+    if contract::is_journalled(ledger.entries(), "CLAUDE_FINAL_OK") {
+        check_binding(ws, ledger, &mut report)?;
+    }
+    Ok(report)
+}
+
+fn check_head(ledger: &Ledger, ledger_rel: &str, report: &mut Report) {
+    let Ok(text) = std::fs::read_to_string(ledger.head_path()) else {
+        return;
+    };
+    let mut parts = text.split_whitespace();
+    let (Some(seq), Some(hash)) = (
+        parts.next().and_then(|s| s.parse::<usize>().ok()),
+        parts.next(),
+    ) else {
+        return;
+    };
+    let journal = format!("{ledger_rel}/{JOURNAL}");
+    match ledger.entries().get(seq) {
+        None => report.findings.push(Finding {
+            path: Some(journal),
+            line: Some(ledger.entries().len()),
+            message: format!(
+                "the journal has {} lines but this machine recorded {}: it was truncated (if you checked out an older revision on purpose, remove `.git/gatekeeper/heads/{}`)",
+                ledger.entries().len(),
+                seq + 1,
+                ledger.task()
+            ),
+        }),
+        Some(e) if line_hash(&e.encode()) != hash => report.findings.push(Finding {
+            path: Some(journal),
+            line: Some(seq + 1),
+            message: "the journal line differs from the one this machine wrote (edited or replaced)".to_owned(),
+        }),
+        Some(_) => {}
+    }
+}
+
+fn check_binding(ws: &Workspace, ledger: &Ledger, report: &mut Report) -> Result<()> {
+    let Some(approved) = approved_change_set(ledger.entries()) else {
+        report.findings.push(Finding {
+            path: None,
+            line: None,
+            message: "CLAUDE_FINAL_OK is journalled but no approved change set is recorded"
+                .to_owned(),
+        });
+        return Ok(());
+    };
+    let Some(base) = base_commit(ledger.entries()) else {
+        report.findings.push(Finding {
+            path: None,
+            line: None,
+            message: "the journal records no base commit".to_owned(),
+        });
+        return Ok(());
+    };
+    // A committed task is bound to its commit; later tasks may change the working tree.
+    let committed = ledger
+        .entries()
+        .iter()
+        .rev()
+        .find(|e| e.event == events::COMMITTED)
+        .and_then(|e| e.data_str("commit"))
+        .map(str::to_owned);
+    let repo = ws.repo()?;
+    let now = match committed
+        .filter(|c| git2::Oid::from_str(c).is_ok_and(|o| repo.find_commit(o).is_ok()))
+    {
+        Some(commit) => {
+            let ledger_prefix = format!("{}/", Workspace::ledger_rel(ledger.task()));
+            let prompt = Workspace::prompt_rel(ledger.task());
+            let exempt = move |p: &str| p.starts_with(&ledger_prefix) || p == prompt;
+            changeset::compute_between(&repo, &base, &commit, &exempt)?
+        }
+        None => task_change_set(ws, ledger.task(), &base)?,
+    };
+    for (path, what) in now.differences(&approved) {
+        report.findings.push(Finding {
+            path: Some(path),
+            line: None,
+            message: format!("{what} (approval binding)"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! gatekeeper governs AI-assisted code changes in a git repository. It runs a pipeline of gated
+//! steps (audit, decisions, plan, implement, test, review, verify, commit), each done by a role
+//! bound to a provider; writes every output to a hash-chained ledger in `.ai-stack-trace/<TASK>/`;
+//! refuses any step whose gate is closed; and checks mechanically that the git diff stays inside
+//! the paths the decisions approved and that what lands is what the review approved.
+//!
+//! The binary is a thin shell over [`run`]. See `docs/ARCHITECTURE.md` for the codemap.
+
+pub mod canonical;
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod fsx;
+pub mod hash;
+pub mod ledger;
+pub mod pipeline;
+pub mod process;
+pub mod providers;
+pub mod scope;
+pub mod secrets;
+pub mod workspace;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// Runs the command line and returns the process exit code (SPEC §5).
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let env = config::Env::from_process();
+    ExitCode::from(cli::main(args, &env).code())
+}

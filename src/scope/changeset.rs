@@ -1,0 +1,246 @@
+//! The change set of a task (SPEC §3): every path that differs between the task's base commit and
+//! the working tree — staged, unstaged, untracked-not-ignored, deleted, both sides of a rename,
+//! mode changes, submodule moves — with the current content hash of each. Read through git2.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use serde::{Deserialize, Serialize};
+
+use crate::hash::{sha256_file, sha256_hex};
+
+/// One changed path and what it holds now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct ChangedPath {
+    /// Repository-relative, `/`-separated.
+    pub path: String,
+    /// sha256 of the working-tree content (link target for symlinks, commit id for submodules);
+    /// `None` when the path no longer exists.
+    pub sha256: Option<String>,
+    /// The git file mode now (`0` when deleted).
+    pub mode: u32,
+}
+
+/// The change set: sorted, unique paths.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSet {
+    /// The changed paths.
+    pub paths: Vec<ChangedPath>,
+}
+
+impl ChangeSet {
+    /// A stable digest of the set (paths, modes and contents), for staleness and approval binding.
+    #[must_use]
+    pub fn digest(&self) -> String {
+        let mut text = String::new();
+        for p in &self.paths {
+            text.push_str(&format!(
+                "{}\t{:o}\t{}\n",
+                p.path,
+                p.mode,
+                p.sha256.as_deref().unwrap_or("-")
+            ));
+        }
+        sha256_hex(text.as_bytes())
+    }
+
+    /// Just the paths.
+    pub fn path_names(&self) -> impl Iterator<Item = &str> {
+        self.paths.iter().map(|p| p.path.as_str())
+    }
+
+    /// Differences against an earlier (approved) set: `(path, what)` pairs.
+    #[must_use]
+    pub fn differences(&self, approved: &ChangeSet) -> Vec<(String, String)> {
+        let now: BTreeMap<&str, &ChangedPath> =
+            self.paths.iter().map(|p| (p.path.as_str(), p)).collect();
+        let then: BTreeMap<&str, &ChangedPath> = approved
+            .paths
+            .iter()
+            .map(|p| (p.path.as_str(), p))
+            .collect();
+        let mut out = Vec::new();
+        for (path, a) in &then {
+            match now.get(path) {
+                None => out.push((
+                    (*path).to_owned(),
+                    "was approved as changed but now equals the base commit".to_owned(),
+                )),
+                Some(n) if n.sha256 != a.sha256 || n.mode != a.mode => {
+                    out.push((
+                        (*path).to_owned(),
+                        "differs from the approved content".to_owned(),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        for path in now.keys() {
+            if !then.contains_key(path) {
+                out.push((
+                    (*path).to_owned(),
+                    "changed but not in the approved change set".to_owned(),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Computes the change set between `base` (a commit id) and the working tree, skipping paths for
+/// which `exempt` returns true.
+///
+/// # Errors
+/// When git cannot diff, a path is not UTF-8, or a file cannot be read.
+pub fn compute(
+    repo: &git2::Repository,
+    base: &str,
+    exempt: &dyn Fn(&str) -> bool,
+) -> Result<ChangeSet> {
+    let oid = git2::Oid::from_str(base).with_context(|| format!("invalid base commit `{base}`"))?;
+    let tree = repo
+        .find_commit(oid)
+        .with_context(|| format!("the base commit `{base}` is not in the repository"))?
+        .tree()?;
+    let mut opts = git2::DiffOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_typechange(true)
+        .ignore_submodules(false);
+    let diff = repo
+        .diff_tree_to_workdir_with_index(Some(&tree), Some(&mut opts))
+        .context("failed to diff the base commit against the working tree")?;
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| anyhow!("the repository has no work tree"))?;
+    let mut seen = BTreeMap::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            let Some(path) = file.path() else { continue };
+            let path = path
+                .to_str()
+                .ok_or_else(|| {
+                    anyhow!(
+                        "the path `{}` is not UTF-8; gatekeeper needs UTF-8 paths",
+                        path.display()
+                    )
+                })?
+                .replace('\\', "/");
+            if exempt(&path) || seen.contains_key(&path) {
+                continue;
+            }
+            let entry = current_state(workdir, &path, &delta)?;
+            seen.insert(path, entry);
+        }
+    }
+    Ok(ChangeSet {
+        paths: seen.into_values().collect(),
+    })
+}
+
+fn current_state(workdir: &Path, path: &str, delta: &git2::DiffDelta<'_>) -> Result<ChangedPath> {
+    let full = workdir.join(path);
+    let meta = match std::fs::symlink_metadata(&full) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(ChangedPath {
+                path: path.to_owned(),
+                sha256: None,
+                mode: 0,
+            });
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("failed to stat `{path}`"))),
+    };
+    let (sha, mode) = if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(&full)
+            .with_context(|| format!("failed to read the link `{path}`"))?;
+        (sha256_hex(target.as_os_str().as_encoded_bytes()), 0o120_000)
+    } else if meta.is_dir() {
+        // A submodule: its checked-out commit, as git reports it.
+        (delta.new_file().id().to_string(), 0o160_000)
+    } else {
+        let exec = is_executable(&meta);
+        (
+            sha256_file(&full).with_context(|| format!("failed to hash `{path}`"))?,
+            if exec { 0o100_755 } else { 0o100_644 },
+        )
+    };
+    Ok(ChangedPath {
+        path: path.to_owned(),
+        sha256: Some(sha),
+        mode,
+    })
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_meta: &std::fs::Metadata) -> bool {
+    false
+}
+
+/// Computes the change set between two commits (what a committed task changed), with the content
+/// hashes of the `head` side. Used for finished tasks and by the CI gate.
+///
+/// # Errors
+/// When git cannot diff or a path is not UTF-8.
+pub fn compute_between(
+    repo: &git2::Repository,
+    base: &str,
+    head: &str,
+    exempt: &dyn Fn(&str) -> bool,
+) -> Result<ChangeSet> {
+    let tree_of = |rev: &str| -> Result<git2::Tree<'_>> {
+        let oid = git2::Oid::from_str(rev).with_context(|| format!("invalid commit `{rev}`"))?;
+        Ok(repo
+            .find_commit(oid)
+            .with_context(|| format!("the commit `{rev}` is not in the repository"))?
+            .tree()?)
+    };
+    let (old, new) = (tree_of(base)?, tree_of(head)?);
+    let mut opts = git2::DiffOptions::new();
+    opts.include_typechange(true).ignore_submodules(false);
+    let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), Some(&mut opts))?;
+    let mut seen = BTreeMap::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            let Some(path) = file.path() else { continue };
+            let path = path
+                .to_str()
+                .ok_or_else(|| anyhow!("the path `{}` is not UTF-8", path.display()))?
+                .to_owned();
+            if exempt(&path) || seen.contains_key(&path) {
+                continue;
+            }
+            let entry = match new.get_path(Path::new(&path)) {
+                Err(_) => ChangedPath {
+                    path: path.clone(),
+                    sha256: None,
+                    mode: 0,
+                },
+                Ok(e) => {
+                    let mode = u32::try_from(e.filemode()).unwrap_or(0);
+                    let sha = if mode == 0o160_000 {
+                        e.id().to_string()
+                    } else {
+                        sha256_hex(repo.find_blob(e.id())?.content())
+                    };
+                    ChangedPath {
+                        path: path.clone(),
+                        sha256: Some(sha),
+                        mode,
+                    }
+                }
+            };
+            seen.insert(path, entry);
+        }
+    }
+    Ok(ChangeSet {
+        paths: seen.into_values().collect(),
+    })
+}
