@@ -94,6 +94,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a new Ed25519 key pair for signing ledgers.
+    Keygen,
     /// Check a ledger's integrity: chain, file hashes, contracts, approval binding.
     Verify {
         /// The task name.
@@ -180,6 +182,18 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
     if let Command::Demo { dir } = &cli.command {
         return demo::run(dir.as_deref(), env);
     }
+    if let Command::Keygen = &cli.command {
+        let signer = crate::ledger::signing::Signer::generate()?;
+        printer::out(&format!(
+            "GATEKEEPER_SIGNING_KEY={}\npublic key: {}",
+            signer.secret_hex(),
+            signer.public_hex()
+        ));
+        printer::hint(
+            "keep the secret in your CI's secret store as GATEKEEPER_SIGNING_KEY; put the public key under `trust.keys` in gatekeeper.yaml",
+        );
+        return Ok(ExitKind::Done);
+    }
     let ctx = Context::resolve(&start, env, command_line)?;
     if cli.global.show_config {
         printer::out(&to_canonical_pretty(&ctx.config));
@@ -187,7 +201,7 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
     }
     let spinner = progress::Spinner::default();
     match cli.command {
-        Command::Demo { .. } => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Keygen => unreachable!("handled above"),
         Command::Init { pipeline } => init(&ctx.ws, &pipeline),
         Command::New {
             task,

@@ -8,6 +8,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::journal::{Entry, events, line_hash};
+use super::signing::{self, Policy};
 use super::{JOURNAL, Ledger, contract};
 use crate::hash::sha256_file;
 use crate::scope::ScopeRules;
@@ -94,18 +95,41 @@ pub fn task_change_set(
     changeset::compute(&ws.repo()?, base, &exempt)
 }
 
-/// Verifies a ledger. `interrupted_outputs` are globs of the files an interrupted step may have
-/// left half-recorded; differences there are notes, not findings.
+/// What a verification checks besides the chain and the files.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Globs of the files an interrupted step may have left half-recorded; differences there are
+    /// notes, not findings.
+    pub interrupted_outputs: Vec<String>,
+    /// Signature policy.
+    pub signatures: Policy,
+    /// Check the approval binding against the working tree or the task's commit (the CI gate
+    /// does its own binding check against the pull request instead).
+    pub binding: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            interrupted_outputs: Vec::new(),
+            signatures: Policy::default(),
+            binding: true,
+        }
+    }
+}
+
+/// Verifies a ledger.
 ///
 /// # Errors
 /// I/O or git errors (a broken journal is reported by [`Ledger::open`] before this runs).
-pub fn verify(ws: &Workspace, ledger: &Ledger, interrupted_outputs: &[String]) -> Result<Report> {
+pub fn verify(ws: &Workspace, ledger: &Ledger, options: &Options) -> Result<Report> {
     let mut report = Report {
         journal_lines: ledger.entries().len(),
         ..Report::default()
     };
     let ledger_rel = Workspace::ledger_rel(ledger.task());
-    let tolerated = ScopeRules::new(interrupted_outputs, Vec::<String>::new()).unwrap_or_default();
+    let tolerated =
+        ScopeRules::new(&options.interrupted_outputs, Vec::<String>::new()).unwrap_or_default();
     let finding = |path: Option<String>, line: Option<usize>, message: String| Finding {
         path,
         line,
@@ -198,10 +222,81 @@ pub fn verify(ws: &Workspace, ledger: &Ledger, interrupted_outputs: &[String]) -
         }
     }
 
-    if contract::is_journalled(ledger.entries(), "CLAUDE_FINAL_OK") {
+    check_signatures(
+        ledger.entries(),
+        &format!("{ledger_rel}/{JOURNAL}"),
+        &options.signatures,
+        &mut report,
+    );
+    if options.binding && contract::is_journalled(ledger.entries(), "CLAUDE_FINAL_OK") {
         check_binding(ws, ledger, &mut report)?;
     }
     Ok(report)
+}
+
+/// Checks every `signature` line, and with `policy.required` that each contract event and the
+/// journal's last line carry a trusted signature.
+pub fn check_signatures(entries: &[Entry], journal: &str, policy: &Policy, report: &mut Report) {
+    let valid_trusted = |e: &Entry| {
+        e.event == events::SIGNATURE
+            && match (e.data_str("key"), e.data_str("sig"), e.prev.as_deref()) {
+                (Some(k), Some(sig), Some(prev)) => {
+                    signing::verify(k, prev, sig) && policy.trusts(k)
+                }
+                _ => false,
+            }
+    };
+    for e in entries.iter().filter(|e| e.event == events::SIGNATURE) {
+        let line = usize::try_from(e.seq)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let (Some(key), Some(sig), Some(prev)) =
+            (e.data_str("key"), e.data_str("sig"), e.prev.as_deref())
+        else {
+            report.findings.push(Finding {
+                path: Some(journal.to_owned()),
+                line: Some(line),
+                message: "a malformed signature line".to_owned(),
+            });
+            continue;
+        };
+        if !signing::verify(key, prev, sig) {
+            report.findings.push(Finding {
+                path: Some(journal.to_owned()),
+                line: Some(line),
+                message:
+                    "the signature does not match the journal before it (the journal was rewritten)"
+                        .to_owned(),
+            });
+        } else if !policy.trusted.is_empty() && !policy.trusts(key) {
+            report.findings.push(Finding {
+                path: Some(journal.to_owned()),
+                line: Some(line),
+                message: format!("signed by `{key}`, which is not in `trust.keys`"),
+            });
+        }
+    }
+    if !policy.required {
+        return;
+    }
+    for (i, e) in entries.iter().enumerate() {
+        if e.event == events::CONTRACT_WRITTEN && !entries.get(i + 1).is_some_and(valid_trusted) {
+            report.findings.push(Finding {
+                path: Some(journal.to_owned()),
+                line: Some(i + 1),
+                message: "the contract event carries no trusted signature (`ci.require_signed`)"
+                    .to_owned(),
+            });
+        }
+    }
+    if !entries.last().is_some_and(valid_trusted) {
+        report.findings.push(Finding {
+            path: Some(journal.to_owned()),
+            line: Some(entries.len()),
+            message: "the journal head carries no trusted signature (`ci.require_signed`)"
+                .to_owned(),
+        });
+    }
 }
 
 fn check_head(ledger: &Ledger, ledger_rel: &str, report: &mut Report) {

@@ -67,6 +67,8 @@ pub mod events {
     pub const DEPLOY_INTENT: &str = "deploy_intent";
     /// The deploy's outcome.
     pub const DEPLOYED: &str = "deployed";
+    /// An Ed25519 signature over the previous line's hash (`data.key`, `data.sig`).
+    pub const SIGNATURE: &str = "signature";
     /// A review's NO sent back to the codex role.
     pub const FIX_REQUESTED: &str = "fix_requested";
 }

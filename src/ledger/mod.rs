@@ -6,6 +6,7 @@ pub mod contract;
 pub mod integrity;
 pub mod journal;
 pub mod lock;
+pub mod signing;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,7 @@ pub struct Ledger {
     entries: Vec<Entry>,
     last_hash: Option<String>,
     correlation_id: String,
+    signer: Option<signing::Signer>,
 }
 
 impl Ledger {
@@ -99,6 +101,7 @@ impl Ledger {
             entries,
             last_hash,
             correlation_id,
+            signer: None,
         })
     }
 
@@ -130,6 +133,11 @@ impl Ledger {
     #[must_use]
     pub fn correlation_id(&self) -> &str {
         &self.correlation_id
+    }
+
+    /// Signs contract events and step ends from now on (SPEC §2 "Signing").
+    pub fn set_signer(&mut self, signer: signing::Signer) {
+        self.signer = Some(signer);
     }
 
     /// Sets the correlation id (step 0 of a new task).
@@ -214,8 +222,18 @@ impl Ledger {
             &self.head_path,
             format!("{} {hash}\n", entry.seq).as_bytes(),
         )?;
-        self.last_hash = Some(hash);
+        self.last_hash = Some(hash.clone());
+        let signs = entry.event == events::CONTRACT_WRITTEN || entry.event == events::STEP_FINISHED;
+        let step = entry.step;
         self.entries.push(entry);
+        if signs {
+            if let Some(signer) = &self.signer {
+                let mut data = Map::new();
+                data.insert("key".to_owned(), Value::String(signer.public_hex()));
+                data.insert("sig".to_owned(), Value::String(signer.sign(&hash)));
+                self.append(step, events::SIGNATURE, BTreeMap::new(), data)?;
+            }
+        }
         Ok(())
     }
 

@@ -159,7 +159,7 @@ impl Engine<'_> {
         let _lock = TaskLock::acquire(self.ws, task, &self.command_line)?;
         let mut run = Run {
             engine: self,
-            ledger: Ledger::open(self.ws, task)?,
+            ledger: self.open_for_writing(task)?,
             tree: OnceCell::new(),
         };
         run.exec(def)
@@ -178,7 +178,7 @@ impl Engine<'_> {
         let _lock = TaskLock::acquire(self.ws, task, &self.command_line)?;
         let mut run = Run {
             engine: self,
-            ledger: Ledger::open(self.ws, task)?,
+            ledger: self.open_for_writing(task)?,
             tree: OnceCell::new(),
         };
         let mut outcomes = Vec::new();
@@ -279,6 +279,24 @@ impl Engine<'_> {
             tree: OnceCell::new(),
         };
         run.verify()
+    }
+
+    /// The signature policy of this workspace.
+    #[must_use]
+    pub fn signature_policy(&self) -> crate::ledger::signing::Policy {
+        crate::ledger::signing::Policy {
+            trusted: self.config.trust.keys.clone(),
+            required: self.config.ci.require_signed,
+        }
+    }
+
+    /// Opens a task's ledger for writing, signing with `GATEKEEPER_SIGNING_KEY` when it is set.
+    fn open_for_writing(&self, task: &TaskName) -> Result<Ledger> {
+        let mut ledger = Ledger::open(self.ws, task)?;
+        if let Some(secret) = self.env.get("GATEKEEPER_SIGNING_KEY") {
+            ledger.set_signer(crate::ledger::signing::Signer::from_hex(secret)?);
+        }
+        Ok(ledger)
     }
 
     fn step_def(&self, id: u32) -> Result<&StepDef> {
@@ -459,7 +477,12 @@ impl Run<'_, '_> {
     }
 
     fn verify(&self) -> Result<integrity::Report> {
-        integrity::verify(self.engine.ws, &self.ledger, &self.interrupted_outputs())
+        let options = integrity::Options {
+            interrupted_outputs: self.interrupted_outputs(),
+            signatures: self.engine.signature_policy(),
+            binding: true,
+        };
+        integrity::verify(self.engine.ws, &self.ledger, &options)
     }
 
     fn status(&self) -> Result<TaskStatus> {
