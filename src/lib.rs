@@ -7,6 +7,7 @@
 //! The binary is a thin shell over [`run`]. See `docs/ARCHITECTURE.md` for the codemap.
 
 pub mod canonical;
+pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod exit;
@@ -16,8 +17,10 @@ pub mod ledger;
 pub mod pipeline;
 pub mod process;
 pub mod providers;
+pub mod sample;
 pub mod scope;
 pub mod secrets;
+pub mod selftest;
 pub mod workspace;
 
 use std::ffi::OsString;

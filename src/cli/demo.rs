@@ -5,47 +5,14 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use super::{Context, printer, progress, render};
 use crate::config::Env;
 use crate::exit::{ExitKind, Refusal};
 use crate::fsx;
+use crate::sample::TASK;
 use crate::workspace::TaskName;
-
-/// The sample task's name.
-pub(super) const TASK: &str = "greeting";
-
-const CONFIG: &str = "version: 1\npipeline: ai-stack-trace\nroles:\n  gemini: { provider: standin }\n  claude: { provider: standin }\n  codex:  { provider: standin }\nchecks:\n  - { name: greeting, run: \"grep -q 'Hello, gatekeeper!' src/greeting.txt\" }\n";
-
-const PROMPT: &str = r"# Greet gatekeeper instead of the world
-
-The greeting in `src/greeting.txt` should name gatekeeper. Nothing else changes.
-
-## Acceptance criteria
-
-- AC-1: `src/greeting.txt` says `Hello, gatekeeper!`
-- AC-2: `README.md` is unchanged
-
-## Allowed paths
-
-- `src/greeting.txt`
-
-## Forbidden
-
-- `README.md`
-- no new files
-
-## Patch
-
-```diff
---- a/src/greeting.txt
-+++ b/src/greeting.txt
-@@ -1 +1 @@
--Hello, world!
-+Hello, gatekeeper!
-```
-";
 
 pub(super) fn run(dir: Option<&Path>, env: &Env) -> Result<ExitKind> {
     let root = match dir {
@@ -63,7 +30,7 @@ pub(super) fn run(dir: Option<&Path>, env: &Env) -> Result<ExitKind> {
             .tempdir()?
             .keep(),
     };
-    build_sample(&root)?;
+    crate::sample::build(&root)?;
     printer::note(&format!("sample repository: {}", root.display()));
     let ctx = Context::resolve(&root, env, format!("gatekeeper demo {}", root.display()))?;
     let spinner = progress::Spinner::default();
@@ -83,29 +50,6 @@ pub(super) fn run(dir: Option<&Path>, env: &Env) -> Result<ExitKind> {
     );
     printer::out(&out);
     Ok(exit)
-}
-
-fn build_sample(root: &Path) -> Result<()> {
-    let repo = git2::Repository::init(root).context("failed to create the sample repository")?;
-    fsx::write_atomic(
-        &root.join("README.md"),
-        b"# greeter\n\nPrints a greeting.\n",
-    )?;
-    fsx::write_atomic(&root.join("src/greeting.txt"), b"Hello, world!\n")?;
-    fsx::write_atomic(&root.join("gatekeeper.yaml"), CONFIG.as_bytes())?;
-    let mut index = repo.index()?;
-    for p in ["README.md", "src/greeting.txt", "gatekeeper.yaml"] {
-        index.add_path(Path::new(p))?;
-    }
-    index.write()?;
-    let tree = repo.find_tree(index.write_tree()?)?;
-    let sig = git2::Signature::now("gatekeeper demo", "demo@gatekeeper.invalid")?;
-    repo.commit(Some("HEAD"), &sig, &sig, "initial: a greeter\n", &tree, &[])?;
-    fsx::write_atomic(
-        &root.join(format!("docs/ai-gated/prompt/{TASK}.md")),
-        PROMPT.as_bytes(),
-    )?;
-    Ok(())
 }
 
 fn tree(dir: &Path, root: &Path, out: &mut String) -> Result<()> {

@@ -96,6 +96,17 @@ enum Command {
     },
     /// Print a new Ed25519 key pair for signing ledgers.
     Keygen,
+    /// Gate a pull request: every change covered by a verified, approved task of the PR.
+    Ci {
+        /// The branch or commit the PR targets (default `$GITHUB_BASE_REF`, else `origin/main`).
+        #[arg(long)]
+        base: Option<String>,
+        /// Output format.
+        #[arg(long, default_value = "text", value_parser = ["text", "github", "json"])]
+        format: String,
+    },
+    /// Plant canaries in a scratch repository and check that every gate rejects each of them.
+    Selftest,
     /// Check a ledger's integrity: chain, file hashes, contracts, approval binding.
     Verify {
         /// The task name.
@@ -182,6 +193,15 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
     if let Command::Demo { dir } = &cli.command {
         return demo::run(dir.as_deref(), env);
     }
+    if let Command::Selftest = &cli.command {
+        let checks = crate::selftest::run(env)?;
+        printer::out(&crate::selftest::table(&checks));
+        return Ok(if checks.iter().all(|c| c.pass) {
+            ExitKind::Done
+        } else {
+            ExitKind::Failed
+        });
+    }
     if let Command::Keygen = &cli.command {
         let signer = crate::ledger::signing::Signer::generate()?;
         printer::out(&format!(
@@ -201,7 +221,7 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
     }
     let spinner = progress::Spinner::default();
     match cli.command {
-        Command::Demo { .. } | Command::Keygen => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Keygen | Command::Selftest => unreachable!("handled above"),
         Command::Init { pipeline } => init(&ctx.ws, &pipeline),
         Command::New {
             task,
@@ -234,6 +254,7 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
                 ExitKind::ScopeViolation
             })
         }
+        Command::Ci { base, format } => ci(&ctx, base.as_deref(), &format),
         Command::Verify { task, json } => {
             let task = TaskName::parse(&task)?;
             let report = ctx.engine(&Quiet).verify(&task)?;
@@ -249,6 +270,21 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
             })
         }
     }
+}
+
+fn ci(ctx: &Context<'_>, base: Option<&str>, format: &str) -> Result<ExitKind> {
+    let report = crate::ci::run(&ctx.ws, ctx.env, base)?;
+    let rendered = match format {
+        "github" => crate::ci::format::github(&report),
+        "json" => crate::ci::format::json(&report),
+        _ => crate::ci::format::text(&report),
+    };
+    printer::out(&rendered);
+    if let Some(summary) = ctx.env.get("GITHUB_STEP_SUMMARY") {
+        crate::fsx::append_line(Path::new(summary), &crate::ci::format::markdown(&report))
+            .context("failed to append to $GITHUB_STEP_SUMMARY")?;
+    }
+    Ok(report.exit)
 }
 
 fn require_ledger(ws: &Workspace, task: &TaskName) -> Result<()> {

@@ -1,0 +1,532 @@
+//! The CI gate (SPEC §6): a pull request's change set from the merge base, the tasks whose ledgers
+//! it adds or changes, each ledger verified, both contracts journalled, every changed file equal to
+//! what a task of the PR approved, and every other changed path covered by a task's scope or by
+//! `ci.exempt`. Policy (exempt globs, trusted keys, `require_signed`, the pipeline) is read from the
+//! base revision, never from the PR head.
+
+pub mod format;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::config::{Config, Env};
+use crate::exit::{ExitKind, Refusal};
+use crate::ledger::integrity::{self, approved_change_set};
+use crate::ledger::journal::events;
+use crate::ledger::signing::Policy;
+use crate::ledger::{JOURNAL, Ledger, contract};
+use crate::pipeline::Pipeline;
+use crate::pipeline::decisions::parse_decisions;
+use crate::scope::changeset::{self, ChangeSet, ChangedPath};
+use crate::scope::{PathVerdict, ScopeRules};
+use crate::workspace::{
+    CONFIG_FILE, LEDGER_ROOT, PROMPT_DIR, TaskName, Workspace, is_valid_task_name,
+};
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Fails the gate.
+    Error,
+    /// Shown, does not fail.
+    Warning,
+}
+
+/// One thing wrong with the pull request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The exit code this finding means.
+    #[serde(serialize_with = "ser_kind")]
+    pub exit: ExitKind,
+    /// A short title (`integrity`, `out of scope`, …).
+    pub title: String,
+    /// What is wrong, one line.
+    pub message: String,
+    /// The file concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The line concerned (1-based), where there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// The task concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+}
+
+fn ser_kind<S: serde::Serializer>(k: &ExitKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u8(k.code())
+}
+
+/// One task of the pull request.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskReport {
+    /// The task.
+    pub task: String,
+    /// Paths its approval covers.
+    pub approved_paths: usize,
+    /// True when no error concerns it.
+    pub ok: bool,
+}
+
+/// The gate's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The base revision as resolved.
+    pub base: String,
+    /// The merge base commit.
+    pub merge_base: String,
+    /// The head commit.
+    pub head: String,
+    /// Changed paths in the PR.
+    pub changed_paths: usize,
+    /// The tasks the PR carries.
+    pub tasks: Vec<TaskReport>,
+    /// Findings, most important first.
+    pub findings: Vec<Finding>,
+    /// The exit code.
+    #[serde(serialize_with = "ser_kind")]
+    pub exit: ExitKind,
+}
+
+impl Report {
+    /// The error findings.
+    pub fn errors(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+    }
+}
+
+fn error(
+    exit: ExitKind,
+    title: &str,
+    message: String,
+    file: Option<String>,
+    line: Option<usize>,
+    task: Option<&str>,
+) -> Finding {
+    Finding {
+        severity: Severity::Error,
+        exit,
+        title: title.to_owned(),
+        message,
+        file,
+        line,
+        task: task.map(str::to_owned),
+    }
+}
+
+/// Resolves the base revision: `--base`, else `$GITHUB_BASE_REF` (as `origin/<ref>` or `<ref>`),
+/// else `origin/main`.
+fn resolve_base<'r>(
+    repo: &'r git2::Repository,
+    base: Option<&str>,
+    env: &Env,
+) -> Result<(String, git2::Commit<'r>)> {
+    let candidates: Vec<String> = match (base, env.get("GITHUB_BASE_REF")) {
+        (Some(b), _) => vec![b.to_owned()],
+        (None, Some(r)) => vec![
+            format!("origin/{r}"),
+            r.to_owned(),
+            format!("refs/remotes/origin/{r}"),
+        ],
+        (None, None) => vec!["origin/main".to_owned()],
+    };
+    for c in &candidates {
+        if let Ok(commit) = repo.revparse_single(c).and_then(|o| o.peel_to_commit()) {
+            return Ok((c.clone(), commit));
+        }
+    }
+    let shown = candidates.first().cloned().unwrap_or_default();
+    Err(
+        Refusal::usage(format!("the base revision `{shown}` is not in this clone"))
+            .hint(format!(
+                "fetch it (`git fetch origin {}`) or pass `--base REV`",
+                shown.trim_start_matches("origin/")
+            ))
+            .into(),
+    )
+}
+
+/// Reads the policy (configuration and pipeline) from the base commit.
+fn base_policy(repo: &git2::Repository, base: &git2::Commit<'_>) -> Result<(Config, Pipeline)> {
+    let tree = base.tree()?;
+    let read = |path: &str| -> Result<Option<Vec<u8>>> {
+        match tree.get_path(std::path::Path::new(path)) {
+            Ok(entry) => Ok(Some(repo.find_blob(entry.id())?.content().to_vec())),
+            Err(_) => Ok(None),
+        }
+    };
+    let config = match read(CONFIG_FILE)? {
+        Some(bytes) => Config::parse(&bytes, &format!("{CONFIG_FILE} (base revision)"))?,
+        None => Config::default(),
+    };
+    let pipeline = if config.pipeline == "ai-stack-trace" {
+        Pipeline::load("ai-stack-trace", std::path::Path::new("."))?
+    } else {
+        let bytes = read(&config.pipeline)?.ok_or_else(|| {
+            Refusal::usage(format!("the pipeline `{}` named by the base revision's {CONFIG_FILE} is not in the base revision", config.pipeline))
+                .hint("commit the pipeline file on the base branch")
+        })?;
+        Pipeline::parse(&String::from_utf8_lossy(&bytes), &config.pipeline)?
+    };
+    Ok((config, pipeline))
+}
+
+/// Runs the gate over `merge-base(base, HEAD)..HEAD`, reading ledgers from the checked-out tree.
+///
+/// # Errors
+/// Usage refusals for a missing base or merge base (with the fetch that fixes it); git errors.
+pub fn run(ws: &Workspace, env: &Env, base: Option<&str>) -> Result<Report> {
+    let repo = ws.repo()?;
+    let head = repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .context("HEAD does not point at a commit")?;
+    let (base_name, base_commit) = resolve_base(&repo, base, env)?;
+    let merge_base = repo.merge_base(base_commit.id(), head.id()).map_err(|_| {
+        if repo.is_shallow() {
+            Refusal::usage(format!("the merge base of `{base_name}` and HEAD is not in this shallow clone"))
+                .hint("fetch more history: `git fetch --deepen=200` (or `fetch-depth: 0` in actions/checkout) and run again")
+        } else {
+            Refusal::usage(format!("`{base_name}` and HEAD have no common history")).hint("pass the branch the PR targets with `--base`")
+        }
+    })?;
+    let (config, pipeline) = base_policy(&repo, &base_commit)?;
+    let changes = changeset::compute_between(
+        &repo,
+        &merge_base.to_string(),
+        &head.id().to_string(),
+        &|_| false,
+    )?;
+    let mut findings = Vec::new();
+    let tasks = pr_tasks(&changes, &mut findings);
+    let policy = Policy {
+        trusted: config.trust.keys.clone(),
+        required: config.ci.require_signed,
+    };
+
+    let mut task_reports = Vec::new();
+    let mut approvals: BTreeMap<String, (ChangeSet, ScopeRules, Option<String>)> = BTreeMap::new();
+    for task in &tasks {
+        let before = findings.len();
+        let approved = check_task(ws, &repo, task, &pipeline, &config, &policy, &mut findings)?;
+        let count = approved.as_ref().map_or(0, |(a, _, _)| a.paths.len());
+        if let Some(a) = approved {
+            approvals.insert(task.to_string(), a);
+        }
+        task_reports.push(TaskReport {
+            task: task.to_string(),
+            approved_paths: count,
+            ok: findings[before..]
+                .iter()
+                .all(|f| f.severity != Severity::Error),
+        });
+    }
+    check_coverage(&repo, &changes, &tasks, &approvals, &config, &mut findings)?;
+
+    findings.sort_by(|a, b| {
+        (
+            a.severity,
+            std::cmp::Reverse(a.exit.code()),
+            &a.file,
+            a.line,
+        )
+            .cmp(&(
+                b.severity,
+                std::cmp::Reverse(b.exit.code()),
+                &b.file,
+                b.line,
+            ))
+    });
+    let exit = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .fold(ExitKind::Done, |acc, f| acc.worst(f.exit));
+    Ok(Report {
+        base: base_name,
+        merge_base: merge_base.to_string(),
+        head: head.id().to_string(),
+        changed_paths: changes.paths.len(),
+        tasks: task_reports,
+        findings,
+        exit,
+    })
+}
+
+/// The tasks whose ledgers the PR adds or changes.
+fn pr_tasks(changes: &ChangeSet, findings: &mut Vec<Finding>) -> Vec<TaskName> {
+    let mut names = BTreeSet::new();
+    for p in &changes.paths {
+        let Some(rest) = p.path.strip_prefix(&format!("{LEDGER_ROOT}/")) else {
+            continue;
+        };
+        let name = rest.split('/').next().unwrap_or_default();
+        if is_valid_task_name(name) && rest.contains('/') {
+            names.insert(name.to_owned());
+        } else {
+            findings.push(error(
+                ExitKind::Integrity,
+                "integrity",
+                format!("`{}` is not inside a valid task ledger", p.path),
+                Some(p.path.clone()),
+                None,
+                None,
+            ));
+        }
+    }
+    names
+        .into_iter()
+        .filter_map(|n| TaskName::parse(&n).ok())
+        .collect()
+}
+
+type Approval = (ChangeSet, ScopeRules, Option<String>);
+
+fn check_task(
+    ws: &Workspace,
+    repo: &git2::Repository,
+    task: &TaskName,
+    pipeline: &Pipeline,
+    config: &Config,
+    policy: &Policy,
+    findings: &mut Vec<Finding>,
+) -> Result<Option<Approval>> {
+    let t = Some(task.as_str());
+    let journal_path = format!("{}/{JOURNAL}", Workspace::ledger_rel(task));
+    if !ws.ledger_dir(task).join(JOURNAL).is_file() {
+        findings.push(error(
+            ExitKind::Integrity,
+            "integrity",
+            format!("the pull request removes or empties the ledger of task `{task}`"),
+            Some(journal_path),
+            None,
+            t,
+        ));
+        return Ok(None);
+    }
+    let ledger = match Ledger::open(ws, task) {
+        Ok(l) => l,
+        Err(err) => {
+            let message = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<Refusal>())
+                .map_or_else(|| format!("{err:#}"), |r| r.what.clone());
+            let line = message
+                .split("at line ")
+                .nth(1)
+                .and_then(|s| s.split(':').next())
+                .and_then(|n| n.parse().ok());
+            findings.push(error(
+                ExitKind::Integrity,
+                "integrity",
+                message,
+                Some(journal_path),
+                line,
+                t,
+            ));
+            return Ok(None);
+        }
+    };
+    let options = integrity::Options {
+        interrupted_outputs: Vec::new(),
+        signatures: policy.clone(),
+        binding: false,
+    };
+    let report = integrity::verify(ws, &ledger, &options)?;
+    for f in report.findings {
+        findings.push(error(
+            ExitKind::Integrity,
+            "integrity",
+            f.message,
+            f.path,
+            f.line,
+            t,
+        ));
+    }
+    for name in pipeline.steps.iter().filter_map(|s| s.contract.as_deref()) {
+        let exists = ledger.path(&contract::rel_path(name)).is_file();
+        if !contract::is_journalled(ledger.entries(), name) {
+            if !exists {
+                let earner = pipeline.earner_of(name).map_or(0, |s| s.id);
+                findings.push(error(
+                    ExitKind::GateClosed,
+                    "missing contract",
+                    format!("task `{task}` has no `contract/{name}`: run `gatekeeper step {earner} {task}` and get a YES"),
+                    Some(format!("{}/contract/{name}", Workspace::ledger_rel(task))),
+                    None,
+                    t,
+                ));
+            }
+            // A file without its journal record was reported as forged by `verify`.
+        }
+    }
+    let Some(approved) = approved_change_set(ledger.entries()) else {
+        return Ok(None);
+    };
+    let decisions = parse_decisions(&ledger.read_text("claude/decisions.md")?);
+    let allowed: Vec<&String> = decisions
+        .allowed
+        .iter()
+        .chain(&config.scope.always_allowed)
+        .collect();
+    let rules = ScopeRules::new(allowed, &decisions.forbidden).unwrap_or_default();
+    let committed = ledger
+        .entries()
+        .iter()
+        .rev()
+        .find(|e| e.event == events::COMMITTED)
+        .and_then(|e| e.data_str("commit"))
+        .filter(|c| git2::Oid::from_str(c).is_ok_and(|o| repo.find_commit(o).is_ok()))
+        .map(str::to_owned);
+    Ok(Some((approved, rules, committed)))
+}
+
+fn check_coverage(
+    repo: &git2::Repository,
+    changes: &ChangeSet,
+    tasks: &[TaskName],
+    approvals: &BTreeMap<String, Approval>,
+    config: &Config,
+    findings: &mut Vec<Finding>,
+) -> Result<()> {
+    let exempt = ScopeRules::new(&config.ci.exempt, Vec::<String>::new()).unwrap_or_default();
+    let prompts: BTreeSet<String> = tasks.iter().map(Workspace::prompt_rel).collect();
+    let in_pr: BTreeMap<&str, &ChangedPath> =
+        changes.paths.iter().map(|p| (p.path.as_str(), p)).collect();
+    for p in &changes.paths {
+        if p.path.starts_with(&format!("{LEDGER_ROOT}/")) || prompts.contains(&p.path) {
+            continue;
+        }
+        let holders: Vec<(&String, &ChangedPath)> = approvals
+            .iter()
+            .filter_map(|(t, (a, _, _))| {
+                a.paths
+                    .iter()
+                    .find(|ap| ap.path == p.path)
+                    .map(|ap| (t, ap))
+            })
+            .collect();
+        if let Some((task, approved)) = holders.last() {
+            if !holders
+                .iter()
+                .any(|(_, ap)| ap.sha256 == p.sha256 && ap.mode == p.mode)
+            {
+                let line = approvals
+                    .get(*task)
+                    .and_then(|(_, _, c)| c.as_deref())
+                    .and_then(|c| first_difference(repo, c, &p.path, p).ok().flatten());
+                findings.push(error(
+                    ExitKind::Integrity,
+                    "edited after approval",
+                    format!(
+                        "`{}` differs from the content task `{task}` approved{}",
+                        p.path,
+                        if approved.sha256.is_none() {
+                            " (approved as deleted)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    Some(p.path.clone()),
+                    line,
+                    Some(task),
+                ));
+            }
+            continue;
+        }
+        let allowing = approvals
+            .iter()
+            .find(|(_, (_, rules, _))| rules.check(&p.path).in_scope());
+        if let Some((task, _)) = allowing {
+            findings.push(error(
+                ExitKind::Integrity,
+                "changed after approval",
+                format!("`{}` is inside task `{task}`'s scope but not in the change set its review approved", p.path),
+                Some(p.path.clone()),
+                None,
+                Some(task),
+            ));
+            continue;
+        }
+        if exempt.check(&p.path).in_scope() {
+            continue;
+        }
+        let forbidding =
+            approvals
+                .iter()
+                .find_map(|(t, (_, rules, _))| match rules.check(&p.path) {
+                    PathVerdict::Forbidden(g) => Some((t, g)),
+                    _ => None,
+                });
+        let message = match forbidding {
+            Some((t, g)) => format!("`{}` is forbidden by task `{t}` (`{g}`)", p.path),
+            None if tasks.is_empty() => format!(
+                "`{}` changed, but the pull request carries no gatekeeper task",
+                p.path
+            ),
+            None => format!(
+                "`{}` is not covered by any task of the pull request nor by `ci.exempt`",
+                p.path
+            ),
+        };
+        findings.push(error(
+            ExitKind::ScopeViolation,
+            "out of scope",
+            message,
+            Some(p.path.clone()),
+            None,
+            None,
+        ));
+    }
+    for (task, (approved, _, _)) in approvals {
+        for ap in &approved.paths {
+            if !in_pr.contains_key(ap.path.as_str()) && !ap.path.starts_with(PROMPT_DIR) {
+                findings.push(error(
+                    ExitKind::Integrity,
+                    "approved change missing",
+                    format!("task `{task}` approved a change to `{}` that the pull request does not carry", ap.path),
+                    Some(ap.path.clone()),
+                    None,
+                    Some(task),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first line where the head content of `path` differs from the approved commit's.
+fn first_difference(
+    repo: &git2::Repository,
+    commit: &str,
+    path: &str,
+    head: &ChangedPath,
+) -> Result<Option<usize>> {
+    if head.sha256.is_none() {
+        return Ok(None);
+    }
+    let approved = repo.find_commit(git2::Oid::from_str(commit)?)?.tree()?;
+    let Ok(entry) = approved.get_path(std::path::Path::new(path)) else {
+        return Ok(Some(1));
+    };
+    let old = repo.find_blob(entry.id())?.content().to_vec();
+    let head_tree = repo.head()?.peel_to_commit()?.tree()?;
+    let Ok(entry) = head_tree.get_path(std::path::Path::new(path)) else {
+        return Ok(None);
+    };
+    let new = repo.find_blob(entry.id())?.content().to_vec();
+    let old_lines: Vec<&[u8]> = old.split(|b| *b == b'\n').collect();
+    let new_lines: Vec<&[u8]> = new.split(|b| *b == b'\n').collect();
+    let n = old_lines
+        .iter()
+        .zip(&new_lines)
+        .take_while(|(a, b)| a == b)
+        .count();
+    Ok(Some(n + 1))
+}
