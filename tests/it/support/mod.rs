@@ -222,3 +222,309 @@ impl Ws {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+// ----- helpers for the CLI suites (tests/it/cli_*.rs) ---------------------------------------
+
+/// decisions that approve `src/greeting.txt` and forbid `README.md`, for scripted `claude` roles.
+pub const DECISIONS_YES: &str = "# Decisions
+
+## Allowed paths
+
+- `src/greeting.txt`
+
+## Forbidden
+
+- `README.md`
+
+Schema changes required: NO
+
+CLAUDE_DECISIONS_OK: YES
+";
+
+/// A post-implementation review that says YES.
+pub const REVIEW_YES: &str = "# Post-implementation audit
+
+## Issues
+
+- none
+
+CLAUDE_FINAL_OK: YES
+";
+
+/// A post-implementation review that says NO with one issue.
+pub const REVIEW_NO: &str = "# Post-implementation audit
+
+## Issues
+
+- AC-1: the greeting is not friendly enough
+
+CLAUDE_FINAL_OK: NO
+";
+
+/// A shell snippet that prints `text` verbatim (a quoted here-document).
+pub fn heredoc(text: &str) -> String {
+    format!("cat <<'GK_CANNED_EOF'\n{text}GK_CANNED_EOF\n")
+}
+
+/// The readable name of an exit code (SPEC §5), as written in snapshots.
+pub fn exit_name(code: i32) -> &'static str {
+    match code {
+        0 => "done",
+        1 => "failed",
+        2 => "usage",
+        3 => "gate-closed",
+        4 => "reviewer-no",
+        5 => "scope-violation",
+        6 => "checks-failing",
+        7 => "integrity",
+        _ => "unexpected",
+    }
+}
+
+impl Run {
+    /// The uv-style rendering used in snapshots: exit code, stdout, stderr.
+    pub fn render(&self) -> String {
+        format!(
+            "exit_code: {} ({})\n----- stdout -----\n{}\n----- stderr -----\n{}",
+            self.code,
+            exit_name(self.code),
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    /// Panics unless the exit code is `code` and stderr holds an `error:` line and a `hint:`
+    /// line naming a `gatekeeper step` or `gatekeeper run` command (SPEC §5 "every refusal says
+    /// what is missing and the command that would fix it").
+    #[track_caller]
+    pub fn refused(self, code: i32) -> Run {
+        let run = self.expect(code);
+        assert!(
+            run.stderr.contains("error:"),
+            "no `error:` line:\n{}",
+            run.stderr
+        );
+        let hint = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("hint:"))
+            .unwrap_or_else(|| panic!("no `hint:` line:\n{}", run.stderr));
+        assert!(
+            hint.contains("gatekeeper step") || hint.contains("gatekeeper run"),
+            "the hint names no `gatekeeper step`/`run` command: {hint}"
+        );
+        run
+    }
+}
+
+impl Ws {
+    /// [`Ws::new`] plus `config` committed and `prompt` as task `t` (uncommitted).
+    pub fn with_task(config: &str, prompt: &str) -> Ws {
+        let ws = Ws::new();
+        ws.config(config);
+        ws.commit("config");
+        ws.prompt("t", prompt);
+        ws
+    }
+
+    /// A path in the temporary folder outside the repository (scripts, markers, counters), so
+    /// that nothing the test or its scripts write there is part of the task's change set.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let dir = self.dir.path().join("scratch");
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir.join(name)
+    }
+
+    /// Writes a shell script outside the repository and returns its absolute path.
+    pub fn script(&self, name: &str, body: &str) -> String {
+        let path = self.scratch(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write script");
+        path.to_string_lossy().into_owned()
+    }
+
+    /// A scripted agent for the `command` provider: a `case` over `$GATEKEEPER_TEMPLATE` with
+    /// one shell snippet per template (see [`heredoc`]); other templates get a short canned
+    /// answer. Returns the script's absolute path.
+    pub fn agent(&self, name: &str, arms: &[(&str, String)]) -> String {
+        let mut body = String::from("case \"$GATEKEEPER_TEMPLATE\" in\n");
+        for (template, snippet) in arms {
+            body.push_str(&format!("{template})\n{snippet}\n;;\n"));
+        }
+        body.push_str(
+            "*)\necho \"# $GATEKEEPER_TEMPLATE\"\necho\necho \"canned answer for step $GATEKEEPER_STEP of $GATEKEEPER_TASK\"\n;;\nesac\n",
+        );
+        self.script(name, &body)
+    }
+
+    /// Runs `gatekeeper step N t` for N in `0..=last`, each expected to exit 0.
+    #[track_caller]
+    pub fn steps_to(&self, task: &str, last: u32) {
+        for n in 0..=last {
+            self.gk(&["step", &n.to_string(), task]).expect(0);
+        }
+    }
+
+    /// Removes a file inside the repository.
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.path(rel)).unwrap_or_else(|e| panic!("remove {rel}: {e}"));
+    }
+
+    /// The commit messages of HEAD's first-parent line, newest first.
+    pub fn log(&self) -> Vec<String> {
+        let repo = git2::Repository::open(self.root()).expect("open");
+        let mut out = Vec::new();
+        let Ok(head) = repo.head() else { return out };
+        let mut commit = head.peel_to_commit().ok();
+        while let Some(c) = commit {
+            out.push(c.message().unwrap_or_default().to_owned());
+            commit = c.parent(0).ok();
+        }
+        out
+    }
+
+    /// The HEAD commit id.
+    pub fn head(&self) -> String {
+        let repo = git2::Repository::open(self.root()).expect("open");
+        repo.head()
+            .and_then(|h| h.peel_to_commit())
+            .expect("HEAD")
+            .id()
+            .to_string()
+    }
+
+    /// Every path `git status` reports (untracked included, ignored excluded).
+    pub fn git_status(&self) -> Vec<String> {
+        let repo = git2::Repository::open(self.root()).expect("open");
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(true).recurse_untracked_dirs(true);
+        let statuses = repo.statuses(Some(&mut opts)).expect("status");
+        statuses
+            .iter()
+            .filter_map(|s| s.path().ok().map(str::to_owned))
+            .collect()
+    }
+
+    /// The lines of a task's journal, `.ai-stack-trace/<task>/ledger.jsonl`.
+    pub fn journal_lines(&self, task: &str) -> Vec<String> {
+        self.read(&format!("{}/ledger.jsonl", Ws::ledger(task)))
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Rewrites a task's journal from lines.
+    pub fn write_journal(&self, task: &str, lines: &[String]) {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        self.file(&format!("{}/ledger.jsonl", Ws::ledger(task)), &text);
+    }
+
+    /// A task's journal, parsed.
+    pub fn journal(&self, task: &str) -> Vec<serde_json::Value> {
+        self.journal_lines(task)
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("journal line is JSON"))
+            .collect()
+    }
+
+    /// The `event` names of a task's journal, in order.
+    pub fn events(&self, task: &str) -> Vec<String> {
+        self.journal(task)
+            .iter()
+            .map(|e| e["event"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// `gatekeeper status <task> --json`, parsed.
+    pub fn status_json(&self, task: &str) -> serde_json::Value {
+        let run = self.gk(&["status", task, "--json"]).expect(0);
+        serde_json::from_str(&run.stdout).expect("status --json is JSON")
+    }
+
+    /// The state of one step from `status --json`.
+    pub fn state(&self, task: &str, step: u64) -> String {
+        let st = self.status_json(task);
+        st["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .find(|s| s["step"] == step)
+            .and_then(|s| s["state"].as_str())
+            .expect("step state")
+            .to_owned()
+    }
+
+    /// The temporary folder holding the repository, as written in snapshot filters.
+    pub fn temp_root(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+/// Waits until `path` exists (a marker a spawned script creates), polling; panics after a
+/// minute so a broken test cannot hang the suite.
+#[track_caller]
+pub fn wait_for(path: &Path) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The insta settings of CLI snapshots (STYLE §4.12): variable parts replaced by placeholders.
+pub fn snapshot_settings(ws: Option<&Ws>) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    if let Some(ws) = ws {
+        let root = ws.temp_root();
+        let mut roots = vec![root.to_string_lossy().into_owned()];
+        if let Ok(c) = root.canonicalize() {
+            roots.push(c.to_string_lossy().into_owned());
+        }
+        for r in roots {
+            settings.add_filter(&regex::escape(&format!("{r}/repo")), "[WS]");
+            settings.add_filter(&regex::escape(&r), "[TMP]");
+        }
+    }
+    let filters = [
+        (
+            r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})",
+            "[TS]",
+        ),
+        (
+            r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b",
+            "[ID]",
+        ),
+        (r"\b[0-9a-f]{64}\b", "[SHA256]"),
+        (r"\b[0-9a-f]{40}\b", "[COMMIT]"),
+        (r"\b[0-9a-f]{12}\b", "[SHORT]"),
+        (r"\b\d+(?:\.\d+)?(?:ms|s)\b", "[TIME]"),
+        (r"pid \d+", "pid [PID]"),
+    ];
+    for (re, with) in filters {
+        settings.add_filter(re, with);
+    }
+    settings
+}
+
+/// Asserts a uv-style snapshot (exit code, stdout, stderr) of a [`Run`] with the standard
+/// filters: `gk_snapshot!(ws, run, @"…")` inline, or `gk_snapshot!("name", ws, run)` as a file
+/// under `tests/it/snapshots/`. `ws` is `Some(&ws)` or `None`.
+#[macro_export]
+macro_rules! gk_snapshot {
+    ($ws:expr, $run:expr, @$snapshot:literal) => {{
+        let rendered = $run.render();
+        $crate::support::snapshot_settings($ws).bind(|| {
+            insta::assert_snapshot!(rendered, @$snapshot);
+        });
+    }};
+    ($name:literal, $ws:expr, $run:expr) => {{
+        let rendered = $run.render();
+        $crate::support::snapshot_settings($ws).bind(|| {
+            insta::assert_snapshot!($name, rendered);
+        });
+    }};
+}
