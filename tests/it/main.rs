@@ -1,8 +1,10 @@
 //! The one integration test binary (STYLE §4.1): every suite is a module here.
 
+mod ci;
 mod cli_gates;
 mod cli_ingest;
 mod cli_steps;
 mod cli_usage;
 mod smoke;
 mod support;
+mod tamper;
