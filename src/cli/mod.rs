@@ -110,7 +110,11 @@ enum Command {
     /// Check a ledger's integrity: chain, file hashes, contracts, approval binding.
     Verify {
         /// The task name.
-        task: String,
+        #[arg(required_unless_present = "staged")]
+        task: Option<String>,
+        /// Verify every task whose ledger has staged changes (the pre-commit hook).
+        #[arg(long, conflicts_with = "task")]
+        staged: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -255,19 +259,25 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
             })
         }
         Command::Ci { base, format } => ci(&ctx, base.as_deref(), &format),
-        Command::Verify { task, json } => {
-            let task = TaskName::parse(&task)?;
-            let report = ctx.engine(&Quiet).verify(&task)?;
-            if json {
-                printer::out(&to_canonical_pretty(&report));
-            } else {
-                printer::out(&render::verify(&task, &report));
+        Command::Verify { task, staged, json } => {
+            let tasks = match task {
+                Some(t) => vec![TaskName::parse(&t)?],
+                None if staged => staged_tasks(&ctx.ws)?,
+                None => Vec::new(),
+            };
+            let mut exit = ExitKind::Done;
+            for task in &tasks {
+                let report = ctx.engine(&Quiet).verify(task)?;
+                if json {
+                    printer::out(&to_canonical_pretty(&report));
+                } else {
+                    printer::out(&render::verify(task, &report));
+                }
+                if !report.findings.is_empty() {
+                    exit = ExitKind::Integrity;
+                }
             }
-            Ok(if report.findings.is_empty() {
-                ExitKind::Done
-            } else {
-                ExitKind::Integrity
-            })
+            Ok(exit)
         }
     }
 }
@@ -285,6 +295,31 @@ fn ci(ctx: &Context<'_>, base: Option<&str>, format: &str) -> Result<ExitKind> {
             .context("failed to append to $GITHUB_STEP_SUMMARY")?;
     }
     Ok(report.exit)
+}
+
+/// The tasks whose ledgers have staged changes.
+fn staged_tasks(ws: &Workspace) -> Result<Vec<TaskName>> {
+    let repo = ws.repo()?;
+    let head = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
+    let diff = repo.diff_tree_to_index(head.as_ref(), None, None)?;
+    let mut tasks = std::collections::BTreeSet::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            let Some(path) = file.path().and_then(|p| p.to_str()) else {
+                continue;
+            };
+            let Some(rest) = path.strip_prefix(&format!("{}/", crate::workspace::LEDGER_ROOT))
+            else {
+                continue;
+            };
+            if let Some(name) = rest.split('/').next().and_then(|n| TaskName::parse(n).ok()) {
+                if ws.ledger_dir(&name).exists() {
+                    tasks.insert(name);
+                }
+            }
+        }
+    }
+    Ok(tasks.into_iter().collect())
 }
 
 fn require_ledger(ws: &Workspace, task: &TaskName) -> Result<()> {

@@ -208,3 +208,18 @@ fn selftest_rejects_every_canary() {
     assert!(run.stdout.contains("0 not as expected"), "{}", run.stdout);
     assert!(run.stdout.lines().filter(|l| l.ends_with(" ok")).count() >= 10, "{}", run.stdout);
 }
+
+#[test]
+fn pre_commit_verifies_staged_ledgers() {
+    let ws = Ws::with_patch_task();
+    ws.gk(&["run", "t", "--to", "7"]).expect(0);
+    let repo = git2::Repository::open(ws.root()).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_all([".ai-stack-trace"], git2::IndexAddOption::DEFAULT, None).unwrap();
+    index.write().unwrap();
+    let run = ws.gk(&["verify", "--staged"]).expect(0);
+    assert!(run.stdout.contains("ok: ledger of `t` verified"), "{}", run.stdout);
+    ws.file(".ai-stack-trace/t/gemini/audit.md", "rewritten\n");
+    ws.gk(&["verify", "--staged"]).expect(7);
+    ws.gk(&["verify"]).expect(2);
+}
