@@ -67,6 +67,7 @@ pub fn is_valid_task_name(raw: &str) -> bool {
 #[derive(Clone, Debug)]
 pub struct Workspace {
     root: PathBuf,
+    git_dir: PathBuf,
 }
 
 impl Workspace {
@@ -89,13 +90,15 @@ impl Workspace {
         let root = root
             .canonicalize()
             .with_context(|| format!("failed to resolve `{}`", root.display()))?;
-        Ok(Workspace { root })
+        let git_dir = repo.path().to_path_buf();
+        Ok(Workspace { root, git_dir })
     }
 
     /// A workspace at a known root (which must be a git work tree).
     #[must_use]
     pub fn at(root: PathBuf) -> Self {
-        Workspace { root }
+        let git_dir = git2::Repository::open(&root).map_or_else(|_| root.join(".git"), |r| r.path().to_path_buf());
+        Workspace { root, git_dir }
     }
 
     /// The root folder.
@@ -141,6 +144,13 @@ impl Workspace {
         self.root.join(Self::ledger_rel(task))
     }
 
+    /// gatekeeper's private folder inside the git directory (locks, journal heads): never part
+    /// of a change set, never committed.
+    #[must_use]
+    pub fn gatekeeper_dir(&self) -> PathBuf {
+        self.git_dir.join("gatekeeper")
+    }
+
     /// The configuration file.
     #[must_use]
     pub fn config_path(&self) -> PathBuf {
@@ -152,7 +162,7 @@ impl Workspace {
     /// # Errors
     /// When the repository cannot be opened.
     pub fn lock_dir(&self) -> Result<PathBuf> {
-        Ok(self.repo()?.path().join("gatekeeper").join("locks"))
+        Ok(self.gatekeeper_dir().join("locks"))
     }
 
     /// The names of every task that has a ledger, sorted.

@@ -55,12 +55,7 @@ impl Ledger {
     /// An integrity refusal (exit 7) when the journal is broken; I/O errors.
     pub fn open(ws: &Workspace, task: &TaskName) -> Result<Ledger> {
         let dir = ws.ledger_dir(task);
-        let head_path = ws
-            .repo()?
-            .path()
-            .join("gatekeeper")
-            .join("heads")
-            .join(task.as_str());
+        let head_path = ws.gatekeeper_dir().join("heads").join(task.as_str());
         let journal_path = dir.join(JOURNAL);
         let meta = std::fs::symlink_metadata(&journal_path);
         if let Ok(m) = &meta {
