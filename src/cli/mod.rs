@@ -69,6 +69,9 @@ enum Command {
         n: u32,
         /// The task name.
         task: String,
+        /// Record each provider answer as a cassette in DIR (answered later by provider `replay`).
+        #[arg(long, value_name = "DIR")]
+        record: Option<PathBuf>,
     },
     /// Run a task's steps, skipping those done and fresh.
     Run {
@@ -77,6 +80,9 @@ enum Command {
         /// Stop after this step.
         #[arg(long)]
         to: Option<u32>,
+        /// Record each provider answer as a cassette in DIR (answered later by provider `replay`).
+        #[arg(long, value_name = "DIR")]
+        record: Option<PathBuf>,
     },
     /// Show the steps of a task, or every task.
     Status {
@@ -232,14 +238,24 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
             message,
             file,
         } => new(&ctx.ws, &TaskName::parse(&task)?, message, file.as_deref()),
-        Command::Step { n, task } => {
+        Command::Step { n, task, record } => {
             let task = TaskName::parse(&task)?;
-            let outcome = ctx.engine(&spinner).step(&task, n)?;
+            let recording = recording_env(env, &start, record.as_deref())?;
+            let mut engine = ctx.engine(&spinner);
+            if let Some(e) = &recording {
+                engine.env = e;
+            }
+            let outcome = engine.step(&task, n)?;
             Ok(render::outcomes(&[outcome]))
         }
-        Command::Run { task, to } => {
+        Command::Run { task, to, record } => {
             let task = TaskName::parse(&task)?;
-            let outcomes = ctx.engine(&spinner).run(&task, to)?;
+            let recording = recording_env(env, &start, record.as_deref())?;
+            let mut engine = ctx.engine(&spinner);
+            if let Some(e) = &recording {
+                engine.env = e;
+            }
+            let outcomes = engine.run(&task, to)?;
             Ok(render::outcomes(&outcomes))
         }
         Command::Status { task, json } => status(&ctx, task.as_deref(), json),
@@ -295,6 +311,24 @@ fn ci(ctx: &Context<'_>, base: Option<&str>, format: &str) -> Result<ExitKind> {
             .context("failed to append to $GITHUB_STEP_SUMMARY")?;
     }
     Ok(report.exit)
+}
+
+/// `--record DIR`: the environment the providers see, carrying the absolute cassette folder.
+fn recording_env(env: &Env, start: &Path, dir: Option<&Path>) -> Result<Option<Env>> {
+    let Some(dir) = dir else { return Ok(None) };
+    let dir = std::path::absolute(start.join(dir))
+        .with_context(|| format!("cannot resolve `--record {}`", dir.display()))?;
+    let dir = dir.to_str().ok_or_else(|| {
+        Refusal::usage(format!("`--record {}` is not a UTF-8 path", dir.display()))
+            .hint("pick a folder whose path is UTF-8")
+    })?;
+    let var = crate::providers::replay::RECORD_VAR;
+    Ok(Some(Env::from_pairs(
+        env.iter()
+            .filter(|(k, _)| *k != var)
+            .chain([(var, dir)])
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )))
 }
 
 /// The tasks whose ledgers have staged changes.

@@ -1,20 +1,25 @@
 //! Providers (SPEC §4): what answers a role's prompt. A provider gets the rendered prompt and the
 //! structured facts of the step, and returns the answer text with a [`CallRecord`] for the journal.
 
+pub mod anthropic;
 pub mod command;
+pub mod gemini;
+pub mod http;
+pub mod openai;
+pub mod replay;
 pub mod standin;
 
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{Env, ProviderKind, RoleConfig};
 use crate::exit::Refusal;
 
 /// One call's facts, journalled as `provider_call`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallRecord {
     /// Provider name.
     pub provider: String,
@@ -90,18 +95,39 @@ pub trait Provider {
 /// The default per-call timeout (SPEC §4).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Builds the provider bound to a role.
+/// Builds the provider bound to a role. When the environment carries [`replay::RECORD_VAR`]
+/// (`--record DIR`), the provider's answers are recorded as cassettes into that folder.
 ///
 /// # Errors
-/// A usage refusal when the binding cannot be used.
+/// A usage refusal when the binding cannot be used (a missing key, model, `argv` or `dir`).
 pub fn build(role: &str, config: &RoleConfig, env: &Env) -> Result<Box<dyn Provider>, Refusal> {
-    match config.provider {
-        ProviderKind::Standin => Ok(Box::new(standin::Standin)),
-        ProviderKind::Command => Ok(Box::new(command::CommandProvider::new(role, config, env)?)),
-        other => Err(Refusal::usage(format!(
-            "role `{role}` is bound to provider `{}`, which this build of gatekeeper does not include yet",
-            serde_json::to_value(other).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-        ))
-        .hint(format!("bind `roles.{role}` to `standin` or `command` in gatekeeper.yaml"))),
-    }
+    let common = http::Common::from_role(config);
+    let provider: Box<dyn Provider> = match config.provider {
+        ProviderKind::Standin => Box::new(standin::Standin),
+        ProviderKind::Command => Box::new(command::CommandProvider::new(role, config, env)?),
+        ProviderKind::Anthropic => Box::new(http::HttpProvider::new(
+            anthropic::Settings::from_role(role, config, env)?,
+            common,
+            env,
+        )),
+        ProviderKind::Gemini => Box::new(http::HttpProvider::new(
+            gemini::Settings::from_role(role, config, env)?,
+            common,
+            env,
+        )),
+        ProviderKind::Openai => Box::new(http::HttpProvider::new(
+            openai::Settings::from_role(role, config, env)?,
+            common,
+            env,
+        )),
+        ProviderKind::Replay => Box::new(replay::Replay::new(role, config)?),
+    };
+    Ok(match env.get(replay::RECORD_VAR) {
+        Some(dir) if config.provider != ProviderKind::Replay => Box::new(replay::Recorder::new(
+            provider,
+            std::path::PathBuf::from(dir),
+            env,
+        )),
+        _ => provider,
+    })
 }

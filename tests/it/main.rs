@@ -5,6 +5,7 @@ mod cli_gates;
 mod cli_ingest;
 mod cli_steps;
 mod cli_usage;
+mod providers;
 mod smoke;
 mod support;
 mod tamper;
