@@ -1,10 +1,16 @@
 //! The one integration test binary (STYLE §4.1): every suite is a module here.
 
 mod ci;
+mod cli_checks;
+mod cli_concurrency;
 mod cli_gates;
 mod cli_ingest;
+mod cli_integrity;
+mod cli_json;
+mod cli_scope;
 mod cli_steps;
 mod cli_usage;
+mod cli_verdicts;
 mod providers;
 mod smoke;
 mod support;
