@@ -971,6 +971,11 @@ fn answer(prompt: &str) -> String {
 
 /// A mock of `api` that checks the key and the request shape and answers each step.
 fn pipeline_mock(api: Api) -> Mock {
+    pipeline_mock_with(api, answer)
+}
+
+/// [`pipeline_mock`] with another answer function.
+fn pipeline_mock_with(api: Api, answer: fn(&str) -> String) -> Mock {
     Mock::start(move |seen, n| {
         if !api.authorised(seen, KEY) {
             return api.wrong_key("(missing)");
@@ -1111,6 +1116,28 @@ fn gemini_runs_all_nine_steps() {
 #[test]
 fn openai_runs_all_nine_steps() {
     nine_step_run(Api::Openai);
+}
+
+#[test]
+fn an_http_answer_whose_diffs_do_not_all_apply_changes_nothing() {
+    fn two_blocks(prompt: &str) -> String {
+        if step_of(prompt) == 4 {
+            let good = answer(prompt);
+            format!(
+                "{good}\n```diff\n--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-# not what is there\n+# sample\n```\n"
+            )
+        } else {
+            answer(prompt)
+        }
+    }
+    let api = Api::Openai;
+    let mock = pipeline_mock_with(api, two_blocks);
+    let ws = api_ws(api, "");
+    let run = gk_api(&ws, api, &mock, KEY, &["run", "t"]).expect(1);
+    assert!(run.stderr.contains("nothing was applied"), "{}", run.stderr);
+    assert_eq!(ws.read("src/greeting.txt"), "Hello, world!\n");
+    assert_eq!(ws.read("README.md"), "# sample\n");
+    assert!(!ws.exists(".ai-stack-trace/t/codex/apply.md"));
 }
 
 /// Runs step 0 and then step 1 against a mock answering `reply(n)`; returns the step-1 run.
