@@ -935,11 +935,19 @@ impl Run<'_, '_> {
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
-                self.ledger.event(
-                    Some(def.id),
-                    events::PROVIDER_CALL,
-                    json!({"ok": false, "error": e.to_string(), "template": template, "prompt_sha256": sha256_hex(prompt.as_bytes())}),
-                )?;
+                let mut data = match &e.record {
+                    Some(r) => obj(serde_json::to_value(r)?),
+                    None => serde_json::Map::new(),
+                };
+                data.insert("ok".to_owned(), json!(false));
+                data.insert("error".to_owned(), json!(e.to_string()));
+                data.insert("template".to_owned(), json!(template));
+                data.insert(
+                    "prompt_sha256".to_owned(),
+                    json!(sha256_hex(prompt.as_bytes())),
+                );
+                self.ledger
+                    .event(Some(def.id), events::PROVIDER_CALL, Value::Object(data))?;
                 return Err(anyhow::Error::new(e).context(format!(
                     "step {} `{}`: the {} role's provider failed",
                     def.id, def.name, def.role

@@ -61,9 +61,17 @@ impl Provider for CommandProvider {
             .iter()
             .filter_map(|k| self.env.get(k).map(|v| (*k, v)))
             .collect();
+        let started = std::time::Instant::now();
         let fail = |message: String| ProviderError {
             provider: format!("command `{}`", self.argv[0]),
             message: secrets::redact(&message, &known).0,
+            record: Some(Box::new(CallRecord {
+                provider: "command".to_owned(),
+                model: Some(self.argv[0].clone()),
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                attempts: 1,
+                ..CallRecord::default()
+            })),
         };
         let spec = process::Spec {
             argv: self.argv.clone(),

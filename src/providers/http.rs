@@ -617,12 +617,19 @@ impl<A: Api> Provider for HttpProvider<A> {
     fn complete(&self, request: &Request<'_>) -> Result<Answer, ProviderError> {
         let started = Instant::now();
         let http = self.api.build(request.prompt, request.correlation_id);
-        let fail = |message: String| ProviderError {
+        let fail = |message: String, attempts: u32| ProviderError {
             provider: self.api.name().to_owned(),
             message: self.scrub(&message),
+            record: Some(Box::new(CallRecord {
+                provider: self.api.name().to_owned(),
+                model: Some(self.api.model().to_owned()),
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                attempts,
+                ..CallRecord::default()
+            })),
         };
         let retried = block_on(self.call(&http))
-            .map_err(|e| fail(format!("cannot start the HTTP runtime: {e}")))?;
+            .map_err(|e| fail(format!("cannot start the HTTP runtime: {e}"), 0))?;
         let parsed = retried.result.map_err(|message| {
             let hint = if message.contains("HTTP 401")
                 || message.contains("HTTP 403")
@@ -632,7 +639,7 @@ impl<A: Api> Provider for HttpProvider<A> {
             } else {
                 String::new()
             };
-            fail(format!("{message}{hint}"))
+            fail(format!("{message}{hint}"), retried.attempts)
         })?;
         Ok(Answer {
             text: parsed.text,

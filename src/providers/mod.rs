@@ -75,6 +75,8 @@ pub struct ProviderError {
     pub provider: String,
     /// What went wrong (status and message for HTTP providers); never contains a secret.
     pub message: String,
+    /// The failed call's facts (model, duration, attempts), journalled with the failure.
+    pub record: Option<Box<CallRecord>>,
 }
 
 /// A provider.

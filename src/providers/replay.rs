@@ -115,6 +115,7 @@ impl Provider for Recorder {
                 "cannot write the cassette into `{}`: {e}",
                 self.dir.display()
             ),
+            record: Some(Box::new(answer.record.clone())),
         };
         let mut json = serde_json::to_string_pretty(&cassette).map_err(|e| fail(&e))?;
         json.push('\n');
@@ -166,6 +167,7 @@ impl Provider for Replay {
         let fail = |message: String| ProviderError {
             provider: "replay".to_owned(),
             message,
+            record: None,
         };
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,

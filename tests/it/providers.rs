@@ -29,7 +29,7 @@ macro_rules! fixture {
 fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
-        h.insert(*k, HeaderValue::from_str(v).unwrap());
+        h.insert(*k, HeaderValue::from_str(v).expect("a valid header value"));
     }
     h
 }
@@ -1067,7 +1067,10 @@ fn nine_step_run(api: Api) {
 
     // One correlation id on every request and journal line of the task.
     let lines = journal(&ws);
-    let corr = lines[0]["correlation_id"].as_str().unwrap().to_owned();
+    let corr = lines[0]["correlation_id"]
+        .as_str()
+        .expect("a correlation id")
+        .to_owned();
     assert!(!corr.is_empty());
     assert!(lines.iter().all(|l| l["correlation_id"] == corr.as_str()));
     for s in &seen {
@@ -1088,13 +1091,13 @@ fn nine_step_run(api: Api) {
         assert_eq!(d["tokens_in"], 100 + n as u64);
         assert_eq!(d["tokens_out"], 10 + n as u64);
         assert!(d["duration_ms"].as_u64().is_some());
-        let id = d["request_id"].as_str().unwrap();
+        let id = d["request_id"].as_str().expect("a request id");
         assert!(id.ends_with(&format!("{n:04}")), "{id}");
         tokens_in += 100 + n as u64;
         tokens_out += 10 + n as u64;
     }
-    let status: Value =
-        serde_json::from_str(&ws.gk(&["status", "t", "--json"]).expect(0).stdout).unwrap();
+    let status: Value = serde_json::from_str(&ws.gk(&["status", "t", "--json"]).expect(0).stdout)
+        .expect("status --json is JSON");
     assert_eq!(status["tokens_in"], tokens_in);
     assert_eq!(status["tokens_out"], tokens_out);
 
@@ -1219,6 +1222,17 @@ fn overloaded_until_retries_run_out_fails_and_writes_nothing() {
             run.stderr
         );
         assert_audit_not_written(&ws);
+        let failed = &provider_calls(&ws)[0]["data"];
+        assert_eq!(failed["provider"], api.provider());
+        assert_eq!(failed["model"], api.model());
+        assert_eq!(failed["attempts"], 2);
+        assert_eq!(failed["tokens_in"], 0);
+        assert!(
+            failed["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("HTTP {status}"))
+        );
     }
     // 502 is retried as well, and the default is three retries.
     let (_, mock, run) = step1(Api::Anthropic, "", |n| {
@@ -1433,8 +1447,8 @@ printf '%s\n' '{"type":"turn.completed","usage":{"input_tokens":1200,"cached_inp
 
 fn agent_ws(script: &str, output: &str) -> Ws {
     let ws = Ws::new();
-    let agent = ws.root().parent().unwrap().join("agent.sh");
-    std::fs::write(&agent, script).unwrap();
+    let agent = ws.root().parent().expect("the temp dir").join("agent.sh");
+    std::fs::write(&agent, script).expect("write the agent script");
     ws.config(&format!(
         "version: 1\nroles:\n  codex: {{ provider: command, argv: [\"sh\", \"{}\"], timeout: 30s{output} }}\n{CHECKS}",
         agent.display()
