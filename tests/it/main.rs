@@ -8,6 +8,7 @@ mod cli_ingest;
 mod cli_integrity;
 mod cli_json;
 mod cli_scope;
+mod cli_snapshots;
 mod cli_steps;
 mod cli_usage;
 mod cli_verdicts;

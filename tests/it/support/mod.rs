@@ -477,7 +477,7 @@ pub fn wait_for(path: &Path) {
 /// The insta settings of CLI snapshots (STYLE §4.12): variable parts replaced by placeholders.
 pub fn snapshot_settings(ws: Option<&Ws>) -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
-    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
     if let Some(ws) = ws {
         let root = ws.temp_root();
         let mut roots = vec![root.to_string_lossy().into_owned()];
