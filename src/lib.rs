@@ -6,6 +6,7 @@
 //!
 //! The binary is a thin shell over [`run`]. See `docs/ARCHITECTURE.md` for the codemap.
 
+pub mod audit;
 pub mod canonical;
 pub mod ci;
 pub mod cli;
@@ -21,6 +22,9 @@ pub mod sample;
 pub mod scope;
 pub mod secrets;
 pub mod selftest;
+pub mod server;
+pub mod store;
+pub mod verify_phase;
 pub mod workspace;
 
 use std::ffi::OsString;

@@ -5,6 +5,8 @@ mod demo;
 mod printer;
 mod progress;
 mod render;
+mod serve;
+mod verify_phase;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -113,6 +115,10 @@ enum Command {
     },
     /// Plant canaries in a scratch repository and check that every gate rejects each of them.
     Selftest,
+    /// Serve the task API, its event stream and the dashboard over `ssot/` (SPEC §8).
+    Serve(serve::ServeArgs),
+    /// Run a phase's acceptance scenario and write its report (SPEC §9).
+    VerifyPhase(verify_phase::VerifyPhaseArgs),
     /// Check a ledger's integrity: chain, file hashes, contracts, approval binding.
     Verify {
         /// The task name.
@@ -224,6 +230,12 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
         );
         return Ok(ExitKind::Done);
     }
+    if let Command::Serve(args) = &cli.command {
+        return serve::run(args, &start, env);
+    }
+    if let Command::VerifyPhase(args) = &cli.command {
+        return verify_phase::run(args, &start, env);
+    }
     let ctx = Context::resolve(&start, env, command_line)?;
     if cli.global.show_config {
         printer::out(&to_canonical_pretty(&ctx.config));
@@ -231,7 +243,11 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
     }
     let spinner = progress::Spinner::default();
     match cli.command {
-        Command::Demo { .. } | Command::Keygen | Command::Selftest => unreachable!("handled above"),
+        Command::Demo { .. }
+        | Command::Keygen
+        | Command::Selftest
+        | Command::Serve(_)
+        | Command::VerifyPhase(_) => unreachable!("handled above"),
         Command::Init { pipeline } => init(&ctx.ws, &pipeline),
         Command::New {
             task,
