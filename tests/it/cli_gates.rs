@@ -192,3 +192,33 @@ fn run_skips_done_and_fresh_steps() {
     assert!(run.stdout.contains("skipped"), "{}", run.stdout);
     assert_eq!(ws.journal_lines("t").len(), journal);
 }
+
+/// Re-ingesting an unchanged prompt withdraws every contract (a re-run withdraws the contracts of
+/// its step and all later ones), so the steps that earned them cannot still count as done: `run`
+/// must re-run them instead of skipping them into a closed gate. Bug: steps 1–3 stay `done`,
+/// `next` says step 4, and `run` stops with exit 3 at step 4 ("needs
+/// `contract/CLAUDE_DECISIONS_OK`").
+#[test]
+fn run_after_re_ingesting_an_unchanged_prompt_completes() {
+    let ws = Ws::with_patch_task();
+    ws.gk(&["run", "t", "--to", "3"]).expect(0);
+    ws.gk(&["step", "0", "t"]).expect(0);
+    let st = ws.status_json("t");
+    assert_ne!(st["next"], "gatekeeper step 4 t", "{st}");
+    ws.gk(&["run", "t"]).expect(0);
+    assert_eq!(
+        ws.read(".ai-stack-trace/t/contract/CLAUDE_FINAL_OK"),
+        "CLAUDE_FINAL_OK:t\n"
+    );
+}
+
+#[test]
+fn a_tree_changed_after_the_checks_makes_step_5_stale() {
+    let ws = Ws::with_patch_task();
+    ws.steps_to("t", 5);
+    ws.file("src/greeting.txt", "Hello, gatekeeper!!\n");
+    let run = refused_without_writing(&ws, &["step", "6", "t"], 3);
+    assert!(run.stderr.contains("working tree"), "{}", run.stderr);
+    assert!(run.stderr.contains("gatekeeper step 5 t"), "{}", run.stderr);
+    assert!(!ws.exists(".ai-stack-trace/t/contract/CLAUDE_FINAL_OK"));
+}

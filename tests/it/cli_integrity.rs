@@ -244,3 +244,11 @@ fn status_still_reports_a_task_whose_file_was_edited() {
     // Editing an input makes the steps that read it stale.
     assert_eq!(ws.state("t", 2), "stale");
 }
+
+#[test]
+fn a_committed_task_still_verifies_after_later_work_on_the_tree() {
+    let ws = finished_task();
+    ws.file("src/greeting.txt", "Hello, next task!\n");
+    ws.file("src/other.txt", "new work\n");
+    ws.gk(&["verify", "t"]).expect(0);
+}

@@ -302,3 +302,117 @@ fn step_8_after_a_crash_between_commit_and_journal_finds_its_own_commit() {
     assert_eq!(committed["data"]["commit"], change.id().to_string());
     ws.gk(&["verify", "t"]).expect(0);
 }
+
+#[test]
+fn a_successful_step_is_quiet_on_stderr_when_not_on_a_terminal() {
+    let ws = Ws::with_patch_task();
+    let run = ws.gk(&["run", "t"]).expect(0);
+    assert_eq!(run.stderr, "", "no spinner or messages off a terminal");
+}
+
+#[test]
+fn the_journal_records_hashes_timestamps_and_provider_calls() {
+    let ws = Ws::with_patch_task();
+    ws.steps_to("t", 1);
+    let journal = ws.journal("t");
+    for e in &journal {
+        let ts = e["ts"].as_str().expect("ts");
+        assert!(
+            ts.ends_with('Z') && ts.parse::<jiff::Timestamp>().is_ok(),
+            "{ts}"
+        );
+    }
+    let lines = ws.journal_lines("t");
+    for (i, e) in journal.iter().enumerate().skip(1) {
+        assert_eq!(
+            e["prev"],
+            gatekeeper::hash::sha256_hex(lines[i - 1].as_bytes()),
+            "line {i}"
+        );
+    }
+    let written = journal
+        .iter()
+        .find(|e| e["event"] == "file_written" && e["files"].get("gemini/audit.md").is_some())
+        .expect("file_written for the audit");
+    assert_eq!(
+        written["files"]["gemini/audit.md"],
+        gatekeeper::hash::sha256_hex(ws.read(&ledger("gemini/audit.md")).as_bytes())
+    );
+    let call = journal
+        .iter()
+        .find(|e| e["event"] == "provider_call")
+        .expect("provider_call");
+    assert_eq!(call["step"], 1);
+    for key in [
+        "provider",
+        "duration_ms",
+        "tokens_in",
+        "tokens_out",
+        "attempts",
+    ] {
+        assert!(call["data"].get(key).is_some(), "no `{key}` in {call}");
+    }
+    assert_eq!(call["data"]["provider"], "standin");
+}
+
+/// A deploy command that appends each call to a log outside the repository.
+fn deploy_task(run: &str) -> (Ws, std::path::PathBuf) {
+    let ws = Ws::new();
+    let calls = ws.scratch("deploys.log");
+    ws.config(&format!(
+        "{}deploy: {{ run: \"echo $GATEKEEPER_COMMIT >> '{}'; {run}\", context: staging }}\n",
+        crate::support::PATCH_CONFIG,
+        calls.display()
+    ));
+    ws.commit("config");
+    ws.prompt("t", PATCH_PROMPT);
+    (ws, calls)
+}
+
+#[test]
+fn step_8_deploys_once_and_records_the_url() {
+    let (ws, calls) = deploy_task("echo deployed to https://example.invalid/d/42");
+    ws.gk(&["run", "t"]).expect(0);
+    let status: serde_json::Value =
+        serde_json::from_str(&ws.read(&ledger("final/status.json"))).expect("json");
+    assert_eq!(status["deployUrl"], "https://example.invalid/d/42");
+    assert_eq!(status["context"], "staging");
+    ws.gk(&["step", "8", "t"]).expect(0);
+    let deploys = std::fs::read_to_string(calls).expect("deploy log");
+    assert_eq!(deploys.lines().count(), 1, "deployed twice: {deploys}");
+    assert_eq!(deploys.trim(), status["commitSha"]);
+    ws.gk(&["verify", "t"]).expect(0);
+}
+
+#[test]
+fn a_failed_deploy_is_exit_1_with_deploy_error_log_and_no_status() {
+    let (ws, _) = deploy_task("echo 'quota exceeded' >&2; exit 3");
+    ws.gk(&["run", "t", "--to", "7"]).expect(0);
+    let run = ws.gk(&["step", "8", "t"]).expect(1);
+    assert!(run.stderr.contains("deploy"), "{}", run.stderr);
+    assert!(
+        ws.read(&ledger("final/deploy-error.log"))
+            .contains("quota exceeded")
+    );
+    assert!(!ws.exists(&ledger("final/status.json")));
+    assert_eq!(ws.state("t", 8), "failed");
+    ws.gk(&["verify", "t"]).expect(0);
+}
+
+/// The deploy command kills gatekeeper itself (`kill -9 $PPID`) after the deploy started: the
+/// outcome is never journalled, so a re-run must not deploy a second time.
+#[test]
+fn a_deploy_whose_outcome_was_lost_is_never_repeated() {
+    let (ws, calls) = deploy_task("kill -9 $PPID");
+    ws.gk(&["run", "t", "--to", "7"]).expect(0);
+    let killed = ws.gk(&["step", "8", "t"]);
+    assert_eq!(killed.code, -1, "killed by a signal: {killed:?}");
+    assert_eq!(ws.state("t", 8), "interrupted");
+    ws.gk(&["verify", "t"]).expect(0);
+    let run = ws.gk(&["step", "8", "t"]).expect(1);
+    assert!(run.stderr.contains("never deploys twice"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    let deploys = std::fs::read_to_string(calls).expect("deploy log");
+    assert_eq!(deploys.lines().count(), 1, "deployed twice: {deploys}");
+    assert_eq!(change_commits(&ws), 1, "{:?}", ws.log());
+}

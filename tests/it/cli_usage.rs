@@ -277,3 +277,18 @@ fn status_without_tasks_says_so() {
     let run = ws.gk(&["status"]).expect(0);
     assert!(run.stdout.contains("no tasks yet"), "{}", run.stdout);
 }
+
+#[test]
+fn task_names_are_at_most_64_characters() {
+    let ws = Ws::new();
+    let longest = "a".repeat(64);
+    ws.gk(&["new", &longest, "-m", "long"]).expect(0);
+    ws.gk(&["new", &"a".repeat(65), "-m", "too long"]).expect(2);
+}
+
+#[test]
+fn new_refuses_an_empty_message() {
+    let ws = Ws::new();
+    ws.gk(&["new", "t", "-m", "  "]).expect(2);
+    assert!(!ws.exists("docs/ai-gated/prompt/t.md"));
+}

@@ -339,3 +339,18 @@ fn secrets_in_check_output_are_redacted_from_run_log() {
     );
     assert!(ws.events("t").contains(&"redaction".to_owned()));
 }
+
+#[test]
+fn an_agent_that_hangs_is_stopped_by_its_timeout_with_exit_1() {
+    let ws = Ws::new();
+    let script = ws.script("slow.sh", "exec sleep 30\n");
+    ws.config(&format!(
+        "{PATCH_CONFIG}roles:\n  gemini: {{ provider: command, argv: [\"sh\", \"{script}\"], timeout: 200ms }}\n"
+    ));
+    ws.commit("config");
+    ws.prompt("t", PATCH_PROMPT);
+    ws.steps_to("t", 0);
+    let run = ws.gk(&["step", "1", "t"]).expect(1);
+    assert!(run.stderr.contains("timed out"), "{}", run.stderr);
+    assert!(!ws.exists(".ai-stack-trace/t/gemini/audit.md"));
+}
