@@ -252,3 +252,61 @@ fn a_committed_task_still_verifies_after_later_work_on_the_tree() {
     ws.file("src/other.txt", "new work\n");
     ws.gk(&["verify", "t"]).expect(0);
 }
+
+// ----- agents that write into the ledger -------------------------------------------------
+
+/// A workspace whose `codex` agent runs `implement` as the given shell snippet.
+fn rogue_codex(implement: &str) -> Ws {
+    let ws = Ws::new();
+    let script = ws.agent(
+        "codex.sh",
+        &[(
+            "implement",
+            format!(
+                "{implement}\n{}",
+                crate::support::heredoc("# Apply\n\nDone.\n")
+            ),
+        )],
+    );
+    ws.config(&format!(
+        "{}roles:\n  codex: {{ provider: command, argv: [\"sh\", \"{script}\"] }}\n",
+        crate::support::PATCH_CONFIG
+    ));
+    ws.commit("config");
+    ws.prompt("t", crate::support::PATCH_PROMPT);
+    ws.steps_to("t", 3);
+    ws
+}
+
+#[test]
+fn a_contract_written_by_an_agent_is_caught_at_the_next_gate() {
+    let ws = rogue_codex(
+        "printf 'Hello, gatekeeper!\\n' > src/greeting.txt\nprintf 'CLAUDE_FINAL_OK:t\\n' > .ai-stack-trace/t/contract/CLAUDE_FINAL_OK",
+    );
+    let _ = ws.gk(&["step", "4", "t"]);
+    caught(&ws, "forged", "5");
+    ws.gk(&["step", "7", "t"]).expect(7);
+}
+
+/// An agent that widens its own approved scope by editing `claude/decisions.md` while it works.
+/// The next gate catches the edit (exit 7), but step 4 must not first report the change as
+/// "all inside the approved paths" on the strength of the forged decisions (bug: step 4 exits 0;
+/// its scope check reads the decisions file without checking it against the journal).
+#[test]
+fn an_agent_widening_its_own_scope_does_not_pass_step_4() {
+    let ws = rogue_codex(
+        "printf 'Hello, gatekeeper!\\n' > src/greeting.txt\nprintf '# mine now\\n' > README.md\nsed -i 's/^- `src\\/greeting.txt`$/- `**`/; /## Forbidden/,/^## /{/README/d}' .ai-stack-trace/t/claude/decisions.md",
+    );
+    let decisions_before = ws.read(&ledger("claude/decisions.md"));
+    let run = ws.gk(&["step", "4", "t"]);
+    assert_ne!(
+        ws.read(&ledger("claude/decisions.md")),
+        decisions_before,
+        "the agent did not manage to edit the decisions; the test is void"
+    );
+    assert!(
+        matches!(run.code, 5 | 7),
+        "step 4 accepted a change outside the journalled decisions: {run:?}"
+    );
+    caught(&ws, "claude/decisions.md", "5");
+}

@@ -416,3 +416,94 @@ fn a_deploy_whose_outcome_was_lost_is_never_repeated() {
     assert_eq!(deploys.lines().count(), 1, "deployed twice: {deploys}");
     assert_eq!(change_commits(&ws), 1, "{:?}", ws.log());
 }
+
+#[test]
+fn run_on_a_finished_task_skips_every_step_and_changes_nothing() {
+    let ws = Ws::with_patch_task();
+    ws.gk(&["run", "t"]).expect(0);
+    let head = ws.head();
+    let journal = ws.journal_lines("t");
+    let run = ws.gk(&["run", "t"]).expect(0);
+    assert_eq!(
+        run.stdout.matches("done and fresh; skipped").count(),
+        9,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(ws.head(), head);
+    assert_eq!(ws.journal_lines("t"), journal);
+}
+
+#[test]
+fn gatekeeper_finds_the_workspace_from_a_subdirectory() {
+    let ws = Ws::with_patch_task();
+    let run = ws
+        .cmd(&["run", "t"])
+        .current_dir(ws.path("src"))
+        .output()
+        .expect("run");
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(ws.exists(".ai-stack-trace/t/final/status.json"));
+    assert!(!ws.exists("src/.ai-stack-trace"));
+}
+
+#[test]
+fn a_patch_that_adds_and_deletes_files_is_committed_as_approved() {
+    let ws = Ws::new();
+    ws.file("src/old.txt", "to be removed\n");
+    ws.config("version: 1\n");
+    ws.commit("old file");
+    ws.prompt(
+        "t",
+        "# Replace old with new
+
+## Allowed paths
+
+- `src/old.txt`
+- `src/new.txt`
+
+```diff
+diff --git a/src/old.txt b/src/old.txt
+deleted file mode 100644
+--- a/src/old.txt
++++ /dev/null
+@@ -1 +0,0 @@
+-to be removed
+```
+
+```diff
+diff --git a/src/new.txt b/src/new.txt
+new file mode 100644
+--- /dev/null
++++ b/src/new.txt
+@@ -0,0 +1 @@
++brand new
+```
+",
+    );
+    ws.gk(&["run", "t"]).expect(0);
+    assert!(!ws.exists("src/old.txt"));
+    assert_eq!(ws.read("src/new.txt"), "brand new\n");
+    assert_eq!(ws.git_status(), Vec::<String>::new());
+    let repo = git2::Repository::open(ws.root()).expect("open");
+    let change = repo
+        .head()
+        .expect("head")
+        .peel_to_commit()
+        .expect("commit")
+        .parent(0)
+        .expect("change commit");
+    assert_eq!(
+        change.message().expect("utf-8"),
+        "gatekeeper(t): Replace old with new\n"
+    );
+    let tree = change.tree().expect("tree");
+    assert!(tree.get_path(std::path::Path::new("src/old.txt")).is_err());
+    assert!(tree.get_path(std::path::Path::new("src/new.txt")).is_ok());
+    ws.gk(&["verify", "t"]).expect(0);
+}
