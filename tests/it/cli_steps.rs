@@ -234,6 +234,28 @@ fn every_step_in_order_ends_with_all_steps_done() {
         .collect();
     assert_eq!(states, ["done"; 9]);
     assert!(st["next"].is_null());
+    let journal = ws.journal("t");
+    for (i, e) in journal.iter().enumerate() {
+        assert_eq!(e["seq"], i, "{e}");
+        assert_eq!(e["correlation_id"], st["correlation_id"], "{e}");
+    }
+    for step in 0..=8 {
+        let events: Vec<&str> = journal
+            .iter()
+            .filter(|e| e["step"] == step)
+            .map(|e| e["event"].as_str().expect("event"))
+            .collect();
+        assert_eq!(
+            events.first(),
+            Some(&"step_started"),
+            "step {step}: {events:?}"
+        );
+        assert_eq!(
+            events.last(),
+            Some(&"step_finished"),
+            "step {step}: {events:?}"
+        );
+    }
     let run = ws.gk(&["status", "t"]).expect(0);
     assert!(run.stdout.contains("all steps done"), "{}", run.stdout);
 }
