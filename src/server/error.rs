@@ -33,6 +33,9 @@ pub enum ApiError {
     /// 405: the route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 408: the body did not arrive in time.
+    #[error("the request body did not arrive within 30 s")]
+    RequestTimeout,
     /// 409: the task exists already.
     #[error("{0}")]
     Conflict(String),
@@ -64,6 +67,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -83,6 +87,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::Conflict(_) => "conflict",
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -177,13 +182,17 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
 
 async fn body_bytes(req: Request) -> Result<(bool, Bytes), ApiError> {
     let json = is_json(req.headers().get(header::CONTENT_TYPE));
-    let bytes = Bytes::from_request(req, &()).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge
-        } else {
-            ApiError::BadRequest(format!("the request body could not be read: {rejection}"))
-        }
-    })?;
+    let read = tokio::time::timeout(super::BODY_TIMEOUT, Bytes::from_request(req, &()));
+    let bytes = read
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(format!("the request body could not be read: {rejection}"))
+            }
+        })?;
     Ok((json, bytes))
 }
 

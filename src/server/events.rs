@@ -2,7 +2,9 @@
 //! data `{task_id, status, version, correlation_id, sent_at_ms}` for every SSOT change, whoever
 //! made it.
 //!
-//! The [`EventHub`] numbers changes, keeps the last ones in a bounded ring for `Last-Event-ID`
+//! Each change is serialised once, as the bytes of its whole SSE frame, and every client's stream
+//! hands out a reference-counted copy of those bytes (axum's `Sse` would rebuild the frame per
+//! client: with 1,000 clients that is most of the fan-out's cost). The [`EventHub`] numbers changes, keeps the last ones in a bounded ring for `Last-Event-ID`
 //! replay, and fans them out through one `tokio::sync::broadcast` channel. A client is subscribed
 //! under the ring's lock, so its replay and its live stream neither overlap nor leave a gap. A
 //! client that falls further behind than the channel holds gets `Lagged`: its stream ends (the
@@ -13,11 +15,11 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde_json::json;
@@ -38,9 +40,15 @@ pub const EVENT_NAME: &str = "task_updated";
 pub struct SseEvent {
     /// The sequence number (the SSE `id`), from 1.
     pub seq: u64,
-    /// The canonical JSON data.
-    pub data: String,
+    /// The whole frame: `event: task_updated`, `id: <seq>`, `data: <canonical JSON>`, blank line.
+    pub frame: Bytes,
 }
+
+/// How often an idle stream gets a keep-alive comment.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The keep-alive comment.
+const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
 
 #[derive(Clone, Debug)]
 enum Item {
@@ -114,7 +122,8 @@ impl EventHub {
                 "correlation_id": change.correlation_id,
                 "sent_at_ms": epoch_ms(),
             }));
-            let event = Arc::new(SseEvent { seq, data });
+            let frame = Bytes::from(format!("event: {EVENT_NAME}\nid: {seq}\ndata: {data}\n\n"));
+            let event = Arc::new(SseEvent { seq, frame });
             ring.events.push_back(Arc::clone(&event));
             while ring.events.len() > hub.ring_capacity {
                 ring.events.pop_front();
@@ -126,8 +135,8 @@ impl EventHub {
         };
         hub.metrics.sse_broadcast(receivers);
         hub.audit.record(
-            AuditEvent::new("sse_broadcast", &change.correlation_id, "server")
-                .task(&change.task_id)
+            AuditEvent::new("sse_broadcast", change.correlation_id.as_str(), "server")
+                .task(change.task_id.as_str())
                 .detail(json!({
                     "broadcast_count": receivers,
                     "seq": seq,
@@ -208,7 +217,12 @@ impl Drop for ClientGuard {
         hub.metrics.sse_disconnected(lagged);
         hub.connected.send_modify(|n| *n = n.saturating_sub(1));
         hub.audit.record(
-            AuditEvent::new("sse_client_disconnect", &self.client_id, "anonymous").detail(json!({
+            AuditEvent::new(
+                "sse_client_disconnect",
+                self.client_id.as_str(),
+                "anonymous",
+            )
+            .detail(json!({
                 "client_id": self.client_id,
                 "reason": match self.reason {
                     EndReason::Closed => "closed",
@@ -222,23 +236,28 @@ impl Drop for ClientGuard {
     }
 }
 
-/// One client's events: its replay, then the live channel, until it lags or the server stops.
+/// One client's events: its replay, then the live channel, until it lags or the server stops;
+/// a keep-alive comment whenever it has been quiet for [`KEEP_ALIVE`].
 struct ClientStream {
     replay: std::vec::IntoIter<Arc<SseEvent>>,
     live: BroadcastStream<Item>,
+    keep_alive: Pin<Box<tokio::time::Sleep>>,
     guard: ClientGuard,
     done: bool,
 }
 
-fn to_sse(event: &SseEvent) -> Event {
-    Event::default()
-        .event(EVENT_NAME)
-        .id(event.seq.to_string())
-        .data(&event.data)
+impl ClientStream {
+    fn sent(&mut self, event: &SseEvent) -> Poll<Option<Result<Bytes, Infallible>>> {
+        self.guard.sent += 1;
+        self.keep_alive
+            .as_mut()
+            .reset(tokio::time::Instant::now() + KEEP_ALIVE);
+        Poll::Ready(Some(Ok(event.frame.clone())))
+    }
 }
 
 impl Stream for ClientStream {
-    type Item = Result<Event, Infallible>;
+    type Item = Result<Bytes, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
@@ -246,15 +265,19 @@ impl Stream for ClientStream {
             return Poll::Ready(None);
         }
         if let Some(event) = this.replay.next() {
-            this.guard.sent += 1;
-            return Poll::Ready(Some(Ok(to_sse(&event))));
+            return this.sent(&event);
         }
         match Pin::new(&mut this.live).poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(Item::Event(event)))) => {
-                this.guard.sent += 1;
-                Poll::Ready(Some(Ok(to_sse(&event))))
+            Poll::Pending => {
+                if this.keep_alive.as_mut().poll(cx).is_ready() {
+                    this.keep_alive
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + KEEP_ALIVE);
+                    return Poll::Ready(Some(Ok(Bytes::from_static(KEEP_ALIVE_FRAME))));
+                }
+                Poll::Pending
             }
+            Poll::Ready(Some(Ok(Item::Event(event)))) => this.sent(&event),
             Poll::Ready(Some(Ok(Item::Close)) | None) => {
                 this.guard.reason = EndReason::Shutdown;
                 this.done = true;
@@ -279,11 +302,11 @@ pub async fn handler(State(state): State<AppState>, headers: HeaderMap) -> Respo
         .and_then(|v| v.trim().parse::<u64>().ok());
     let hub = state.hub().clone();
     let (replay, receiver) = hub.subscribe(last_event_id);
-    let client_id = uuid::Uuid::now_v7().to_string();
+    let client_id = super::tasks::new_correlation_id();
     hub.0.metrics.sse_connected();
     hub.0.connected.send_modify(|n| *n += 1);
     hub.0.audit.record(
-        AuditEvent::new("sse_client_connect", &client_id, "anonymous").detail(json!({
+        AuditEvent::new("sse_client_connect", client_id.as_str(), "anonymous").detail(json!({
             "client_id": client_id,
             "last_event_id": last_event_id,
             "replayed": replay.len(),
@@ -292,6 +315,7 @@ pub async fn handler(State(state): State<AppState>, headers: HeaderMap) -> Respo
     let stream = ClientStream {
         replay: replay.into_iter(),
         live: BroadcastStream::new(receiver),
+        keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
         guard: ClientGuard {
             hub,
             client_id,
@@ -301,12 +325,13 @@ pub async fn handler(State(state): State<AppState>, headers: HeaderMap) -> Respo
         },
         done: false,
     };
-    let mut response = Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response();
-    response.headers_mut().insert(
-        "x-accel-buffering",
-        axum::http::HeaderValue::from_static("no"),
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
     );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }

@@ -4,8 +4,10 @@
 //! [`AppState::open`] wires the file store's change feed to the hub (and audits changes made by
 //! other processes); [`AppState::from_parts`] takes any [`TaskStore`], for other backends.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Result;
 use serde_json::json;
@@ -15,7 +17,9 @@ use super::events::EventHub;
 use super::metrics::Metrics;
 use crate::audit::{AuditEvent, AuditLog, EVENTS_FILE};
 use crate::store::files::FileStoreOptions;
-use crate::store::{ChangeSink, FileStore, Origin, TaskStore};
+use axum::body::Bytes;
+
+use crate::store::{ChangeSink, FileStore, ListQuery, Origin, Status, TaskStore};
 
 /// How a server over a folder is set up.
 #[derive(Clone, Debug)]
@@ -54,6 +58,7 @@ impl ServerOptions {
 }
 
 struct Inner {
+    list_cache: ListCache,
     store: Arc<dyn TaskStore>,
     hub: EventHub,
     audit: AuditLog,
@@ -83,7 +88,8 @@ impl AppState {
             audit.clone(),
             metrics.clone(),
         );
-        let sink = change_sink(&hub, &audit, &metrics);
+        let list_cache = ListCache::default();
+        let sink = change_sink(&hub, &audit, &metrics, &list_cache);
         let store = FileStore::open(FileStoreOptions {
             dir: options.root.join(SSOT_DIR),
             sink,
@@ -94,7 +100,7 @@ impl AppState {
             audit.record(
                 AuditEvent::new(
                     "ssot_load_error",
-                    uuid::Uuid::now_v7().to_string(),
+                    super::tasks::new_correlation_id(),
                     "server",
                 )
                 .detail(json!({ "message": message })),
@@ -106,11 +112,13 @@ impl AppState {
             audit,
             options.admin_token.as_deref().and_then(AdminToken::new),
             metrics,
+            list_cache,
         );
         Ok((state, load_errors))
     }
 
-    /// A state over any store. The store's change sink should be [`change_sink`] of the same hub.
+    /// A state over any store. The store's change sink must be [`change_sink`] of the same hub,
+    /// audit log, metrics and list cache.
     #[must_use]
     pub fn from_parts(
         store: Arc<dyn TaskStore>,
@@ -118,8 +126,10 @@ impl AppState {
         audit: AuditLog,
         admin: Option<AdminToken>,
         metrics: Metrics,
+        list_cache: ListCache,
     ) -> AppState {
         AppState(Arc::new(Inner {
+            list_cache,
             store,
             hub,
             audit,
@@ -157,21 +167,104 @@ impl AppState {
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
     }
+
+    /// The cache of first list pages.
+    #[must_use]
+    pub fn list_cache(&self) -> &ListCache {
+        &self.0.list_cache
+    }
+}
+
+/// The first pages of `GET /api/tasks` (no cursor), by status filter and limit, valid until the
+/// next change. A page is stored under the generation read *before* it was computed, and every
+/// change bumps the generation after the store's index changed, so a stale page is never served.
+#[derive(Clone, Default)]
+pub struct ListCache(Arc<ListCacheInner>);
+
+#[derive(Default)]
+struct ListCacheInner {
+    generation: AtomicU64,
+    pages: Mutex<HashMap<PageKey, CachedPage>>,
+}
+
+/// A first page is known by its status filter and limit.
+type PageKey = (Option<Status>, usize);
+
+struct CachedPage {
+    generation: u64,
+    body: Bytes,
+    count: usize,
+}
+
+/// The most pages kept; the cache is emptied when it is full.
+const LIST_CACHE_PAGES: usize = 64;
+
+impl ListCache {
+    /// The current generation.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
+    }
+
+    /// Invalidates every page (called for every change).
+    pub fn bump(&self) {
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A valid page for `query`, with its task count.
+    #[must_use]
+    pub fn get(&self, query: &ListQuery) -> Option<(Bytes, usize)> {
+        if query.cursor.is_some() {
+            return None;
+        }
+        let generation = self.generation();
+        let pages = self.0.pages.lock().unwrap_or_else(PoisonError::into_inner);
+        match pages.get(&(query.status, query.limit)) {
+            Some(page) if page.generation == generation => Some((page.body.clone(), page.count)),
+            _ => None,
+        }
+    }
+
+    /// Keeps a page computed at `generation`.
+    pub fn put(&self, generation: u64, query: &ListQuery, body: Bytes, count: usize) {
+        if query.cursor.is_some() || generation != self.generation() {
+            return;
+        }
+        let mut pages = self.0.pages.lock().unwrap_or_else(PoisonError::into_inner);
+        if pages.len() >= LIST_CACHE_PAGES {
+            pages.clear();
+        }
+        pages.insert(
+            (query.status, query.limit),
+            CachedPage {
+                generation,
+                body,
+                count,
+            },
+        );
+    }
 }
 
 /// The change feed of a store: every change goes to the hub; changes made by other processes are
 /// audited here too (the API audits its own writes with their actor).
 #[must_use]
-pub fn change_sink(hub: &EventHub, audit: &AuditLog, metrics: &Metrics) -> ChangeSink {
+pub fn change_sink(
+    hub: &EventHub,
+    audit: &AuditLog,
+    metrics: &Metrics,
+    list_cache: &ListCache,
+) -> ChangeSink {
     let hub = hub.clone();
     let audit = audit.clone();
     let metrics = metrics.clone();
+    let list_cache = list_cache.clone();
     Arc::new(move |change| {
+        list_cache.bump();
         if change.origin == Origin::External {
             metrics.external_change();
             audit.record(
-                AuditEvent::new("task_updated", &change.correlation_id, "watcher")
-                    .task(&change.task_id)
+                AuditEvent::new("task_updated", change.correlation_id.as_str(), "watcher")
+                    .task(change.task_id.as_str())
                     .detail(json!({
                         "version": change.version,
                         "status": change.status.as_str(),

@@ -2,6 +2,8 @@
 //! a read returns the bytes the store computed when the record last changed, so repeated reads of
 //! an unchanged record are byte-identical. Every call is audited with the task's correlation id.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -33,7 +35,22 @@ pub fn request_correlation_id(headers: &HeaderMap) -> String {
 pub fn correlation_id_or_new(given: Option<&str>) -> String {
     given
         .filter(|v| is_sane_correlation_id(v))
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+        .map_or_else(new_correlation_id, str::to_owned)
+}
+
+/// A new time-ordered id (UUID v7). Its random part comes from a thread-local generator rather
+/// than the OS, so that minting one per list request costs no system call; correlation ids need
+/// to be unique, not secret.
+#[must_use]
+pub fn new_correlation_id() -> String {
+    let mut random = [0u8; 10];
+    for byte in &mut random {
+        *byte = fastrand::u8(..);
+    }
+    let millis = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .to_string()
 }
 
 fn is_sane_correlation_id(v: &str) -> bool {
@@ -42,7 +59,7 @@ fn is_sane_correlation_id(v: &str) -> bool {
 
 fn task_id(path: Result<Path<String>, PathRejection>) -> Result<TaskId, ApiError> {
     let Path(raw) = path.map_err(|e| ApiError::BadRequest(format!("invalid path: {e}")))?;
-    Ok(TaskId::parse(&raw)?)
+    Ok(TaskId::parse_owned(raw)?)
 }
 
 fn task_response(status: StatusCode, task: &StoredTask) -> Response {
@@ -109,8 +126,33 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let query = list_query(params)?;
-    let page = state.store().list(query.clone()).await?;
-    // Canonical by construction: keys in order, each task already canonical.
+    let (body, count) = match state.list_cache().get(&query) {
+        Some(hit) => hit,
+        None => {
+            let generation = state.list_cache().generation();
+            let page = state.store().list(query.clone()).await?;
+            let body = list_body(&page);
+            let count = page.tasks.len();
+            state
+                .list_cache()
+                .put(generation, &query, body.clone(), count);
+            (body, count)
+        }
+    };
+    state.audit().record(
+        AuditEvent::new("task_list", request_correlation_id(&headers), "anonymous").detail(json!({
+            "count": count,
+            "status": query.status.map(Status::as_str),
+            "limit": query.limit,
+            "cursor": query.cursor.is_some(),
+        })),
+    );
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// `{"next_cursor":…,"tasks":[…]}`, canonical by construction: keys in order, each task's
+/// bytes already canonical.
+fn list_body(page: &crate::store::Page) -> Bytes {
     let cursor_json = serde_json::to_string(&page.next_cursor).expect("a string serializes");
     let size: usize = page.tasks.iter().map(|t| t.body.len() + 1).sum();
     let mut body = Vec::with_capacity(size + cursor_json.len() + 32);
@@ -124,15 +166,7 @@ pub async fn list(
         body.extend_from_slice(&task.body);
     }
     body.extend_from_slice(b"]}");
-    state.audit().record(
-        AuditEvent::new("task_list", request_correlation_id(&headers), "anonymous").detail(json!({
-            "count": page.tasks.len(),
-            "status": query.status.map(Status::as_str),
-            "limit": query.limit,
-            "cursor": query.cursor.is_some(),
-        })),
-    );
-    Ok(json_response(StatusCode::OK, Bytes::from(body)))
+    Bytes::from(body)
 }
 
 /// `GET /api/tasks/{id}`: the record with its computed `status`.
@@ -148,9 +182,9 @@ pub async fn get_one(
         return Err(ApiError::NotFound(format!("task `{id}` does not exist")));
     };
     state.audit().record(
-        AuditEvent::new("task_read", &task.record.correlation_id, "anonymous")
-            .task(id.as_str())
-            .detail(json!({ "version": task.record.version, "status": task.status.as_str() })),
+        AuditEvent::new("task_read", Arc::clone(&task.correlation_id), "anonymous")
+            .task(Arc::clone(&task.id))
+            .version_detail(task.status.as_str(), task.record.version),
     );
     Ok(task_response(StatusCode::OK, &task))
 }
@@ -185,7 +219,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let id = match &body.task_id {
         Some(raw) => TaskId::parse(raw)?,
-        None => TaskId::parse(&uuid::Uuid::now_v7().to_string())?,
+        None => TaskId::parse_owned(new_correlation_id())?,
     };
     let correlation_id = match body.correlation_id {
         Some(c) if is_sane_correlation_id(&c) => c,
@@ -194,7 +228,7 @@ pub async fn create(
                 "`correlation_id` must be 1 to 128 printable ASCII characters".to_owned(),
             ));
         }
-        None => uuid::Uuid::now_v7().to_string(),
+        None => new_correlation_id(),
     };
     let now = now_rfc3339();
     let record = TaskRecord {
@@ -222,7 +256,7 @@ pub async fn create(
     };
     let task = state.store().create(record).await?;
     state.audit().record(
-        AuditEvent::new("task_created", &task.record.correlation_id, "admin")
+        AuditEvent::new("task_created", Arc::clone(&task.correlation_id), "admin")
             .task(id.as_str())
             .detail(json!({ "version": task.record.version, "source": "api" })),
     );
@@ -306,7 +340,7 @@ async fn decide(
     };
     let decision = task.record.decision.as_ref();
     state.audit().record(
-        AuditEvent::new(event, &task.record.correlation_id, "admin")
+        AuditEvent::new(event, Arc::clone(&task.correlation_id), "admin")
             .task(id.as_str())
             .detail(json!({
                 "version": task.record.version,

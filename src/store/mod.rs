@@ -41,8 +41,16 @@ impl TaskId {
     /// # Errors
     /// When `raw` breaks the SPEC §8.1 rule (the message shows it escaped).
     pub fn parse(raw: &str) -> Result<TaskId, InvalidTaskId> {
-        if is_valid_task_id(raw) {
-            Ok(TaskId(raw.to_owned()))
+        TaskId::parse_owned(raw.to_owned())
+    }
+
+    /// Validates a task id, taking the string.
+    ///
+    /// # Errors
+    /// When `raw` breaks the SPEC §8.1 rule (the message shows it escaped).
+    pub fn parse_owned(raw: String) -> Result<TaskId, InvalidTaskId> {
+        if is_valid_task_id(&raw) {
+            Ok(TaskId(raw))
         } else {
             let shown: String = raw.chars().take(140).collect();
             Err(InvalidTaskId(shown.escape_debug().to_string()))
@@ -301,6 +309,10 @@ pub struct StoredTask {
     pub body: Bytes,
     /// Milliseconds since the epoch of `created_at` (0 when unparsable): the list order.
     pub created_ms: i64,
+    /// The task id, shared (audit events of reads take it without copying).
+    pub id: Arc<str>,
+    /// The correlation id, shared.
+    pub correlation_id: Arc<str>,
 }
 
 impl StoredTask {
@@ -321,6 +333,8 @@ impl StoredTask {
             .parse::<jiff::Timestamp>()
             .map_or(0, jiff::Timestamp::as_millisecond);
         StoredTask {
+            id: Arc::from(record.task_id.as_str()),
+            correlation_id: Arc::from(record.correlation_id.as_str()),
             record,
             status,
             body,

@@ -285,13 +285,14 @@ impl SseParser {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<SseMessage> {
         self.buffer.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(pos) = self.buffer.iter().position(|b| *b == b'\n') {
-            let mut line: Vec<u8> = self.buffer.drain(..=pos).collect();
-            line.pop();
+        let mut start = 0;
+        while let Some(len) = self.buffer[start..].iter().position(|b| *b == b'\n') {
+            let end = start + len;
+            let mut line = &self.buffer[start..end];
+            start = end + 1;
             if line.last() == Some(&b'\r') {
-                line.pop();
+                line = &line[..line.len() - 1];
             }
-            let line = String::from_utf8_lossy(&line);
             if line.is_empty() {
                 if self.has_data {
                     out.push(std::mem::take(&mut self.current));
@@ -301,9 +302,10 @@ impl SseParser {
                 self.has_data = false;
                 continue;
             }
-            if line.starts_with(':') {
+            if line[0] == b':' {
                 continue;
             }
+            let line = String::from_utf8_lossy(line);
             let (field, value) = match line.split_once(':') {
                 Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
                 None => (&*line, ""),
@@ -321,6 +323,7 @@ impl SseParser {
                 _ => {}
             }
         }
+        self.buffer.drain(..start);
         out
     }
 }

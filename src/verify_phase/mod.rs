@@ -229,7 +229,11 @@ pub async fn run(options: &Options) -> Result<Outcome> {
         None => "target: a server started by the command on 127.0.0.1:0 over a temporary root"
             .to_owned(),
     });
+    // Artifacts of an earlier run would be vouched for by no report: start from an empty folder.
     let artifacts_dir = options.artifacts_dir();
+    if artifacts_dir.is_dir() {
+        fs_err::remove_dir_all(&artifacts_dir)?;
+    }
     crate::fsx::create_dir_all(&artifacts_dir)?;
     let artifacts = match options.phase {
         Phase::A => phase_a::run(&target, options, &mut builder).await?,

@@ -40,6 +40,14 @@ struct Arrival {
     at: Instant,
 }
 
+/// The fields of an event's data this scenario reads.
+#[derive(serde::Deserialize)]
+struct EventData<'a> {
+    #[serde(borrow)]
+    task_id: std::borrow::Cow<'a, str>,
+    version: u64,
+}
+
 /// What one client saw.
 #[derive(Debug, Default)]
 struct ClientLog {
@@ -67,15 +75,15 @@ async fn read_client(
             Err(_) => break,
             Ok(Ok(Some(message))) => {
                 let at = Instant::now();
-                let Ok(data) = serde_json::from_str::<Value>(&message.data) else {
+                let Ok(data) = serde_json::from_str::<EventData<'_>>(&message.data) else {
                     continue;
                 };
-                if message.event != crate::server::events::EVENT_NAME || data["task_id"] != TASK {
+                if message.event != crate::server::events::EVENT_NAME || data.task_id != TASK {
                     continue;
                 }
                 log.arrivals.push(Arrival {
                     seq: message.id.and_then(|i| i.parse().ok()).unwrap_or(0),
-                    version: data["version"].as_u64().unwrap_or(0),
+                    version: data.version,
                     at,
                 });
             }

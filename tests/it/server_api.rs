@@ -130,6 +130,23 @@ async fn create_read_list_decide() {
 }
 
 #[tokio::test]
+async fn a_list_page_never_outlives_a_change() {
+    let s = TestServer::new();
+    s.create("l1", "x").await;
+    for _ in 0..2 {
+        let page = s.send(get("/api/tasks")).await.json();
+        assert_eq!(page["tasks"][0]["status"], "pending");
+    }
+    s.send(post_raw("/api/tasks/l1/approve", None, vec![], Some(TOKEN)))
+        .await;
+    let page = s.send(get("/api/tasks")).await.json();
+    assert_eq!(page["tasks"][0]["status"], "approved");
+    s.create("l2", "y").await;
+    let page = s.send(get("/api/tasks?limit=100")).await.json();
+    assert_eq!(page["tasks"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn ten_reads_hash_the_same() {
     let s = TestServer::new();
     s.create("stable", "hash me").await;
