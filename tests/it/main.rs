@@ -18,6 +18,7 @@ mod server_api;
 mod server_crash;
 mod server_sse;
 mod server_support;
+mod server_verify_phase;
 mod smoke;
 mod support;
 mod tamper;

@@ -278,3 +278,20 @@ async fn shutdown_ends_streams_and_the_server() {
             .any(|l| l["event"] == "sse_client_disconnect" && l["detail"]["reason"] == "shutdown")
     );
 }
+
+/// Keep-alive comments go out every 15 s on an idle stream (virtual time, no waiting).
+#[tokio::test(start_paused = true)]
+async fn idle_streams_get_a_keep_alive_every_15_s() {
+    let s = TestServer::new();
+    let response = crate::server_support::send_streaming(s.app(), get("/api/events")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    let mut body = response.into_body();
+    let start = tokio::time::Instant::now();
+    for n in 1..=2u32 {
+        let frame = body.frame().await.expect("a frame").expect("ok");
+        assert_eq!(frame.into_data().expect("data").as_ref(), b":\n\n");
+        assert_eq!(start.elapsed(), Duration::from_secs(15) * n);
+    }
+}
