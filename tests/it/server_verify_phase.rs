@@ -34,7 +34,7 @@ fn verify_phase(phase: &str, out: &std::path::Path) -> (i32, Value) {
 fn check_report(report: &Value, phase: &str, metrics: &[&str]) {
     let keys: BTreeSet<&str> = report
         .as_object()
-        .unwrap()
+        .expect("report shape")
         .keys()
         .map(String::as_str)
         .collect();
@@ -56,17 +56,17 @@ fn check_report(report: &Value, phase: &str, metrics: &[&str]) {
     assert_eq!(report["fail_reasons"], serde_json::json!([]));
     let names: BTreeSet<&str> = report["metrics"]
         .as_object()
-        .unwrap()
+        .expect("report shape")
         .keys()
         .map(String::as_str)
         .collect();
     assert_eq!(names, metrics.iter().copied().collect::<BTreeSet<_>>());
-    for artifact in report["artifacts"].as_array().unwrap() {
-        assert_eq!(artifact["sha256"].as_str().unwrap().len(), 64);
+    for artifact in report["artifacts"].as_array().expect("report shape") {
+        assert_eq!(artifact["sha256"].as_str().expect("report shape").len(), 64);
         assert!(
             artifact["path"]
                 .as_str()
-                .unwrap()
+                .expect("report shape")
                 .starts_with(&format!("phase_{phase}/")),
             "{artifact}"
         );
