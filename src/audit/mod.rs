@@ -5,6 +5,8 @@
 //! which takes every event waiting, formats them, and appends the batch with one locked write and
 //! one fsync ([`crate::fsx::append_line`]). Lines are never torn or interleaved, also with other
 //! processes appending to the same file, and the log does not limit the server's throughput.
+//! An event reaches the disk within a few milliseconds of being recorded; a process killed in
+//! between loses those last events, never part of a line.
 
 use std::borrow::Cow;
 use std::io::Write as _;
