@@ -295,6 +295,9 @@ pub struct RawConfig {
     /// CI gate options.
     #[serde(default)]
     pub ci: CiConfig,
+    /// Self-audit rows (SPEC §7).
+    #[serde(default)]
+    pub audit: crate::selfaudit::AuditConfig,
     /// Trusted keys.
     #[serde(default)]
     pub trust: TrustConfig,
@@ -327,6 +330,8 @@ pub struct Config {
     pub deploy: Option<DeployConfig>,
     /// CI.
     pub ci: CiConfig,
+    /// Self-audit rows.
+    pub audit: crate::selfaudit::AuditConfig,
     /// Trust.
     pub trust: TrustConfig,
     /// Server.
@@ -351,6 +356,7 @@ impl Default for Config {
                 scope: ScopeConfig::default(),
                 deploy: None,
                 ci: CiConfig::default(),
+                audit: crate::selfaudit::AuditConfig::default(),
                 trust: TrustConfig::default(),
                 server: ServerConfig::default(),
                 requires_reports: Vec::new(),
@@ -381,6 +387,7 @@ impl Config {
             scope: raw.scope,
             deploy: raw.deploy,
             ci: raw.ci,
+            audit: raw.audit,
             trust: raw.trust,
             server: raw.server,
             requires_reports: raw.requires_reports,

@@ -14,6 +14,7 @@ pub mod config;
 pub mod exit;
 pub mod fsx;
 pub mod hash;
+pub mod inventory;
 pub mod ledger;
 pub mod pipeline;
 pub mod process;
@@ -21,6 +22,7 @@ pub mod providers;
 pub mod sample;
 pub mod scope;
 pub mod secrets;
+pub mod selfaudit;
 pub mod selftest;
 pub mod server;
 pub mod store;
@@ -36,6 +38,9 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    // git verifies objects when it receives them (`index-pack`); re-hashing every object libgit2
+    // reads costs more than the diff itself on large trees (docs/performance.md).
+    git2::opts::strict_hash_verification(false);
     let env = config::Env::from_process();
     ExitCode::from(cli::main(args, &env).code())
 }

@@ -48,6 +48,20 @@ static ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
         .expect("the assignment pattern compiles")
 });
 
+/// Finds known secret shapes (not configured values or assignments): `(line, kind)` pairs, for
+/// the self-audit's secret scan of the tree.
+#[must_use]
+pub fn scan(text: &str) -> Vec<(usize, &'static str)> {
+    let mut out = Vec::new();
+    for (name, re) in PATTERNS.iter() {
+        for m in re.find_iter(text) {
+            out.push((text[..m.start()].matches('\n').count() + 1, *name));
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
 /// Redacts `text`. `known` are (name, value) pairs of secrets whose values must never appear.
 #[must_use]
 pub fn redact(text: &str, known: &[(&str, &str)]) -> (String, Vec<Redaction>) {

@@ -97,7 +97,8 @@ impl Workspace {
     /// A workspace at a known root (which must be a git work tree).
     #[must_use]
     pub fn at(root: PathBuf) -> Self {
-        let git_dir = git2::Repository::open(&root).map_or_else(|_| root.join(".git"), |r| r.path().to_path_buf());
+        let git_dir = git2::Repository::open(&root)
+            .map_or_else(|_| root.join(".git"), |r| r.path().to_path_buf());
         Workspace { root, git_dir }
     }
 

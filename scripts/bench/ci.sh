@@ -12,7 +12,7 @@ fi
 cargo build --release -q
 GK="$PWD/target/release/gatekeeper"
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+[ -n "${KEEP:-}" ] && echo "keeping $WORK" >&2 || trap 'rm -rf "$WORK"' EXIT
 R="$WORK/repo"
 git init -q -b main "$R"
 python3 scripts/bench/gen_repo.py "$FILES" | git -C "$R" fast-import --quiet

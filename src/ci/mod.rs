@@ -399,19 +399,21 @@ fn check_coverage(
     let prompts: BTreeSet<String> = tasks.iter().map(Workspace::prompt_rel).collect();
     let in_pr: BTreeMap<&str, &ChangedPath> =
         changes.paths.iter().map(|p| (p.path.as_str(), p)).collect();
+    let mut approved_at: BTreeMap<&str, Vec<(&String, &ChangedPath)>> = BTreeMap::new();
+    for (task, (approved, _, _)) in approvals {
+        for ap in &approved.paths {
+            approved_at
+                .entry(ap.path.as_str())
+                .or_default()
+                .push((task, ap));
+        }
+    }
     for p in &changes.paths {
         if p.path.starts_with(&format!("{LEDGER_ROOT}/")) || prompts.contains(&p.path) {
             continue;
         }
-        let holders: Vec<(&String, &ChangedPath)> = approvals
-            .iter()
-            .filter_map(|(t, (a, _, _))| {
-                a.paths
-                    .iter()
-                    .find(|ap| ap.path == p.path)
-                    .map(|ap| (t, ap))
-            })
-            .collect();
+        let holders: &[(&String, &ChangedPath)] =
+            approved_at.get(p.path.as_str()).map_or(&[], Vec::as_slice);
         if let Some((task, approved)) = holders.last() {
             if !holders
                 .iter()

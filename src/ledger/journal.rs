@@ -69,6 +69,10 @@ pub mod events {
     pub const DEPLOYED: &str = "deployed";
     /// An Ed25519 signature over the previous line's hash (`data.key`, `data.sig`).
     pub const SIGNATURE: &str = "signature";
+    /// A human approved a phase (`data.phase`, `data.by`).
+    pub const APPROVAL: &str = "approval";
+    /// The working tree's change set after a phase applied its patches.
+    pub const CHANGE_SET: &str = "change_set";
     /// A review's NO sent back to the codex role.
     pub const FIX_REQUESTED: &str = "fix_requested";
 }

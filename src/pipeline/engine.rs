@@ -207,7 +207,23 @@ impl Engine<'_> {
                 i += 1;
                 continue;
             }
-            let outcome = run.exec(def)?;
+            let outcome = match run.exec(def) {
+                Ok(o) => o,
+                Err(err) => {
+                    // A refusal or failure ends the run; earlier outcomes are still reported.
+                    let (kind, refusal) = crate::exit::classify(&err);
+                    outcomes.push(StepOutcome {
+                        step: def.id,
+                        name: def.name.clone(),
+                        exit: kind,
+                        summary: refusal.map_or_else(|| format!("{err:#}"), |r| r.what.clone()),
+                        details: Vec::new(),
+                        hint: refusal.and_then(|r| r.fix.clone()),
+                        skipped: false,
+                    });
+                    break;
+                }
+            };
             let exit = outcome.exit;
             let retry = exit == ExitKind::ReviewerNo
                 && def.kind == StepKind::Review
@@ -234,6 +250,59 @@ impl Engine<'_> {
             i += 1;
         }
         Ok(outcomes)
+    }
+
+    /// Records a human approval of a done and fresh step (`gatekeeper approve <TASK> --phase N`),
+    /// which opens the gate of the next step when it needs one.
+    ///
+    /// # Errors
+    /// Refusals when the task is locked, its ledger fails verification (7), or the step is not
+    /// done and fresh (3).
+    pub fn approve(&self, task: &TaskName, phase: u32, by: &str) -> Result<StepOutcome> {
+        let def = self.step_def(phase)?;
+        let _lock = TaskLock::acquire(self.ws, task, &self.command_line)?;
+        let mut run = Run {
+            engine: self,
+            ledger: self.open_for_writing(task)?,
+            tree: OnceCell::new(),
+        };
+        if !run.ledger.exists() {
+            return Err(Refusal::gate(format!(
+                "task `{task}` has not been ingested (no ledger yet)"
+            ))
+            .hint(format!("run `gatekeeper step 0 {task}`"))
+            .into());
+        }
+        run.check_integrity()?;
+        let statuses = run.statuses()?;
+        if let Some(st) = statuses
+            .iter()
+            .find(|s| s.step == phase && s.state != StepState::Done)
+        {
+            return Err(Refusal::gate(format!(
+                "step {phase} `{}` is {}; only a done and fresh step can be approved",
+                def.name,
+                st.state.label()
+            ))
+            .hint(format!("run `gatekeeper step {phase} {task}` first"))
+            .into());
+        }
+        run.ledger.event(
+            Some(phase),
+            events::APPROVAL,
+            json!({"phase": phase, "by": by}),
+        )?;
+        let mut o = Run::outcome(def, ExitKind::Done, format!("approved by {by}"));
+        if let Some(next) = self
+            .pipeline
+            .steps
+            .iter()
+            .find(|s| s.approval && self.pipeline.previous(s.id).is_some_and(|p| p.id == phase))
+        {
+            o.details
+                .push(format!("next: `gatekeeper step {} {task}`", next.id));
+        }
+        Ok(o)
     }
 
     /// The status of a task.
@@ -413,7 +482,7 @@ impl Run<'_, '_> {
                     sha256_hex(to_canonical_string(&self.engine.config.deploy).as_bytes()),
                 );
             }
-            StepKind::Generate | StepKind::Decisions | StepKind::Implement => {}
+            StepKind::Generate | StepKind::Decisions | StepKind::Implement | StepKind::Phase => {}
         }
         Ok(inputs)
     }
@@ -474,6 +543,94 @@ impl Run<'_, '_> {
             }
         }
         out
+    }
+
+    /// True when a human approved step `phase` after it last finished.
+    fn approval_recorded(&self, phase: u32) -> bool {
+        let entries = self.ledger.entries();
+        let finished = entries
+            .iter()
+            .rev()
+            .find(|e| e.step == Some(phase) && e.event == events::STEP_FINISHED)
+            .map(|e| e.seq);
+        let approved = entries
+            .iter()
+            .rev()
+            .find(|e| {
+                e.event == events::APPROVAL
+                    && e.data.get("phase").and_then(Value::as_u64) == Some(u64::from(phase))
+            })
+            .map(|e| e.seq);
+        matches!((finished, approved), (Some(f), Some(a)) if a > f)
+    }
+
+    fn phase(&mut self, def: &StepDef) -> Result<StepOutcome> {
+        let task = self.task();
+        let template = def.template.clone().unwrap_or_default();
+        let extra = if template == "phase-4" {
+            let audit = crate::selfaudit::run(
+                self.engine.ws,
+                self.engine.config,
+                self.engine.pipeline,
+                self.engine.env,
+                Some(&task),
+            )?;
+            json!({ "self_audit": crate::selfaudit::markdown(&audit) })
+        } else {
+            json!({})
+        };
+        let (text, provider) = self.ask(def, &template, extra)?;
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .trim_end();
+        if last != super::APPROVAL_MARKER {
+            return Err(anyhow!(
+                "step {} `{}`: the answer does not end with `{}`; nothing was written",
+                def.id,
+                def.name,
+                super::APPROVAL_MARKER
+            ));
+        }
+        let out = def.output().unwrap_or("codex/phase.md").to_owned();
+        let touched = if def.apply {
+            self.apply_answer(def, &text, provider.as_ref(), &out)?
+        } else {
+            Vec::new()
+        };
+        self.ledger
+            .write_file(Some(def.id), &out, text.as_bytes())?;
+        if def.apply {
+            self.invalidate_tree();
+            let tree = self.tree()?.clone();
+            self.ledger.event(
+                Some(def.id),
+                events::CHANGE_SET,
+                json!({"change_set": tree, "digest": tree.digest()}),
+            )?;
+        }
+        let mut o = Self::outcome(
+            def,
+            ExitKind::Done,
+            format!("wrote `{out}`; awaiting approval"),
+        );
+        o.details = touched.iter().map(|p| format!("patched `{p}`")).collect();
+        if self.engine.pipeline.steps.iter().any(|s| {
+            s.approval
+                && self
+                    .engine
+                    .pipeline
+                    .previous(s.id)
+                    .is_some_and(|p| p.id == def.id)
+        }) {
+            o.details.push(format!(
+                "next: review it, then `gatekeeper approve {task} --phase {}`",
+                def.id
+            ));
+        }
+        Ok(o)
     }
 
     fn verify(&self) -> Result<integrity::Report> {
@@ -691,6 +848,13 @@ impl Run<'_, '_> {
             "failing_log": "",
             "review_feedback": "",
             "fix_name": "",
+            "self_audit": "",
+            "phases": {
+                "1": l.read_text("codex/phase-1.md")?,
+                "2": l.read_text("codex/phase-2.md")?,
+                "3": l.read_text("codex/phase-3.md")?,
+                "4": l.read_text("codex/phase-4.md")?,
+            },
         });
         if let (Value::Object(base), Value::Object(extra)) = (&mut ctx, extra) {
             base.extend(extra);
@@ -700,30 +864,37 @@ impl Run<'_, '_> {
 
     // ----- the step ----------------------------------------------------------------------
 
+    /// Refuses (exit 7) when the ledger fails verification.
+    fn check_integrity(&self) -> Result<()> {
+        let task = self.task();
+        let report = self.verify()?;
+        if let Some(first) = report.findings.first() {
+            let more = report.findings.len() - 1;
+            return Err(Refusal::integrity(format!(
+                "the ledger of `{task}` fails verification: {}{}{}",
+                first
+                    .path
+                    .as_deref()
+                    .map(|p| format!("`{p}`: "))
+                    .unwrap_or_default(),
+                first.message,
+                if more > 0 {
+                    format!(" (and {more} more)")
+                } else {
+                    String::new()
+                }
+            ))
+            .hint(format!("see `gatekeeper verify {task}`"))
+            .into());
+        }
+        Ok(())
+    }
+
     fn exec(&mut self, def: &StepDef) -> Result<StepOutcome> {
         let task = self.task();
         // The ledger must be intact before any gate opens (SPEC §13).
         if self.ledger.exists() {
-            let report = self.verify()?;
-            if let Some(first) = report.findings.first() {
-                let more = report.findings.len() - 1;
-                return Err(Refusal::integrity(format!(
-                    "the ledger of `{task}` fails verification: {}{}{}",
-                    first
-                        .path
-                        .as_deref()
-                        .map(|p| format!("`{p}`: "))
-                        .unwrap_or_default(),
-                    first.message,
-                    if more > 0 {
-                        format!(" (and {more} more)")
-                    } else {
-                        String::new()
-                    }
-                ))
-                .hint(format!("see `gatekeeper verify {task}`"))
-                .into());
-            }
+            self.check_integrity()?;
         } else if def.kind != StepKind::Ingest {
             return Err(Refusal::gate(format!(
                 "task `{task}` has not been ingested (no ledger yet)"
@@ -732,9 +903,14 @@ impl Run<'_, '_> {
             .into());
         }
         let statuses = self.statuses()?;
-        gates::check(self.engine.pipeline, &statuses, def, task.as_str(), &|c| {
-            self.contract_state(c)
-        })?;
+        gates::check(
+            self.engine.pipeline,
+            &statuses,
+            def,
+            task.as_str(),
+            &|c| self.contract_state(c),
+            &|phase| self.approval_recorded(phase),
+        )?;
         self.precheck(def)?;
 
         // Re-running a step withdraws the contracts of it and every later step.
@@ -887,6 +1063,7 @@ impl Run<'_, '_> {
             StepKind::Checks => self.checks(def),
             StepKind::Review => self.review(def),
             StepKind::Commit => self.commit(def),
+            StepKind::Phase => self.phase(def),
         }
     }
 

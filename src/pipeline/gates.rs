@@ -255,6 +255,7 @@ pub fn check(
     step: &StepDef,
     task: &str,
     contract_state: &dyn Fn(&str) -> ContractState,
+    approval_recorded: &dyn Fn(u32) -> bool,
 ) -> Result<(), Refusal> {
     if let Some(prev) = pipeline.previous(step.id) {
         let st = statuses.iter().find(|s| s.step == prev.id);
@@ -277,6 +278,21 @@ pub fn check(
                 step.id, step.name, prev.id, prev.name
             ))
             .hint(fix));
+        }
+    }
+    if step.approval {
+        if let Some(prev) = pipeline.previous(step.id) {
+            if !approval_recorded(prev.id) {
+                return Err(Refusal::gate(format!(
+                    "step {} `{}` needs a human approval of step {} `{}`, and none is recorded since it last ran",
+                    step.id, step.name, prev.id, prev.name
+                ))
+                .hint(format!(
+                    "review `.ai-stack-trace/{task}/{}`, then run `gatekeeper approve {task} --phase {}`",
+                    prev.output().unwrap_or("ledger.jsonl"),
+                    prev.id
+                )));
+            }
         }
     }
     for name in &step.requires {

@@ -49,7 +49,13 @@ pub enum StepKind {
     Review,
     /// Commit the approved change set and the ledger; deploy; write `final/status.json`.
     Commit,
+    /// A dev-process phase (seed 000): the answer must end with the approval marker; with
+    /// `apply`, its ```diff blocks are applied to the working tree.
+    Phase,
 }
+
+/// The line every dev-process phase ends with (seed 000).
+pub const APPROVAL_MARKER: &str = "=== AWAITING APPROVAL — DO NOT PROCEED ===";
 
 /// One step of a pipeline.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -81,6 +87,12 @@ pub struct StepDef {
     /// The contract earned on YES.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract: Option<String>,
+    /// The previous step needs a recorded human approval (`gatekeeper approve --phase`).
+    #[serde(default)]
+    pub approval: bool,
+    /// Apply the answer's ```diff blocks (phase steps).
+    #[serde(default)]
+    pub apply: bool,
 }
 
 impl StepDef {
@@ -109,6 +121,8 @@ pub struct Pipeline {
 
 /// The embedded default pipeline.
 pub const AI_STACK_TRACE: &str = include_str!("../../pipelines/ai-stack-trace.yaml");
+/// The embedded dev-process pipeline.
+pub const DEV_PROCESS: &str = include_str!("../../pipelines/dev-process.yaml");
 
 const ROLES: &[&str] = &["system", "gemini", "claude", "codex"];
 
@@ -122,11 +136,12 @@ impl Pipeline {
             "ai-stack-trace" => {
                 Pipeline::parse(AI_STACK_TRACE, "built-in pipeline `ai-stack-trace`")
             }
+            "dev-process" => Pipeline::parse(DEV_PROCESS, "built-in pipeline `dev-process`"),
             other => {
                 let path = root.join(other);
                 let text = std::fs::read_to_string(&path).map_err(|e| {
                     Refusal::usage(format!("cannot read the pipeline `{other}` ({e})"))
-                        .hint("set `pipeline:` in gatekeeper.yaml to `ai-stack-trace` or to a readable pipeline file")
+                        .hint("set `pipeline:` in gatekeeper.yaml to `ai-stack-trace`, `dev-process` or a readable pipeline file")
                 })?;
                 Pipeline::parse(&text, other)
             }
@@ -187,9 +202,19 @@ impl Pipeline {
             if needs_template && s.template.is_none() {
                 return bad(format!("step {} (`{}`) needs a `template`", s.id, s.name));
             }
+            if s.approval && i == 0 {
+                return bad(format!(
+                    "step {} needs an approval of a previous step, but it is the first",
+                    s.id
+                ));
+            }
             if matches!(
                 s.kind,
-                StepKind::Generate | StepKind::Decisions | StepKind::Review | StepKind::Implement
+                StepKind::Generate
+                    | StepKind::Decisions
+                    | StepKind::Review
+                    | StepKind::Implement
+                    | StepKind::Phase
             ) && s.writes.is_empty()
             {
                 return bad(format!("step {} (`{}`) writes nothing", s.id, s.name));
@@ -239,6 +264,9 @@ mod tests {
         let p = Pipeline::load("ai-stack-trace", Path::new(".")).unwrap();
         assert_eq!(p.steps.len(), 9);
         assert_eq!(p.earner_of("CLAUDE_FINAL_OK").unwrap().id, 6);
+        let d = Pipeline::load("dev-process", Path::new(".")).unwrap();
+        assert_eq!(d.steps.len(), 6);
+        assert!(d.step(3).unwrap().apply);
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "final-verify",
         include_str!("../../prompts/final-verify.md.j2"),
     ),
+    ("phase-1", include_str!("../../prompts/phase-1.md.j2")),
+    ("phase-2", include_str!("../../prompts/phase-2.md.j2")),
+    ("phase-3", include_str!("../../prompts/phase-3.md.j2")),
+    ("phase-4", include_str!("../../prompts/phase-4.md.j2")),
+    ("phase-5", include_str!("../../prompts/phase-5.md.j2")),
 ];
 
 /// A template's source and where it came from.

@@ -97,6 +97,11 @@ impl Standin {
             "fix" => fix(ctx),
             "review" => review(ctx),
             "final-verify" => final_verify(ctx),
+            "phase-1" => phase_1(ctx),
+            "phase-2" => phase_2(ctx),
+            "phase-3" => phase_3(ctx),
+            "phase-4" => phase_4(ctx),
+            "phase-5" => phase_5(ctx),
             other => format!(
                 "# {other}\n\nThe stand-in provider has no specific answer for template `{other}`; it records that step {} ran for task `{}`.\n",
                 request.step, request.task
@@ -266,6 +271,129 @@ fn final_verify(ctx: &Value) -> String {
     format!(
         "# Final verification\n\n## Consistency\n\nThe post-implementation audit approved {changed} changed path(s); the checks passed and the scope check held.\n\n## Remaining risks\n\n- none found by the stand-in (it checks facts, not behaviour)\n"
     )
+}
+
+const MARKER: &str = crate::pipeline::APPROVAL_MARKER;
+
+/// The files a prompt's ```diff blocks change, with each block.
+fn patched_files(prompt: &str) -> Vec<(String, String)> {
+    extract_diff_blocks(prompt)
+        .into_iter()
+        .map(|b| {
+            let path = b
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("+++ b/")
+                        .or_else(|| l.strip_prefix("--- a/"))
+                })
+                .unwrap_or("(unknown)")
+                .split('\t')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            (path, b)
+        })
+        .collect()
+}
+
+fn phase_1(ctx: &Value) -> String {
+    let prompt = s(ctx, "prompt");
+    let scope = prompt_scope(prompt);
+    let mut out = String::from(
+        "# PHASE 1 — Clarifying Questions\n\n| # | Topic | Question | Why it matters | Current Assumption | Risk if Wrong |\n| --- | --- | --- | --- | --- | --- |\n",
+    );
+    let mut n = 0;
+    for p in named_paths(prompt) {
+        n += 1;
+        let _ = writeln!(
+            out,
+            "| {n} | Scope | Is `{p}` meant to change, and nothing beside it? | Decides the approved paths | Only the paths the prompt names change | Unreviewed files change |"
+        );
+    }
+    n += 1;
+    let _ = writeln!(
+        out,
+        "| {n} | Verification | Are the configured checks the acceptance test? | Decides what \"passing\" means | The configured checks | A change passes checks that miss the intent |"
+    );
+    out.push_str("\n## Plan\n\n");
+    let _ = writeln!(
+        out,
+        "- Limit the change to {} listed path(s).",
+        scope.len().max(1)
+    );
+    out.push_str("- Write the per-file change list (phase 2).\n- Apply the change as reviewed diffs (phase 3).\n- Run the checks and the self-audit (phase 4).\n- Deliver the summary with Run / Verify steps (phase 5).\n\n");
+    out.push_str(MARKER);
+    out.push('\n');
+    out
+}
+
+fn phase_2(ctx: &Value) -> String {
+    let mut out = String::from("# PHASE 2 — Implementation Plan\n\n## Per-file changes\n\n");
+    let files = patched_files(s(ctx, "prompt"));
+    for (path, _) in &files {
+        let _ = writeln!(out, "- `{path}` — apply the change the prompt carries");
+    }
+    if files.is_empty() {
+        out.push_str("- none: the prompt carries no patch\n");
+    }
+    out.push_str("\n## Dependencies\n\n- none detected (no database, migration, container or CI change named)\n\n");
+    out.push_str(MARKER);
+    out.push('\n');
+    out
+}
+
+fn phase_3(ctx: &Value) -> String {
+    let mut out = String::from("# PHASE 3 — Code Changes\n\n");
+    for (path, block) in patched_files(s(ctx, "prompt")) {
+        let _ = write!(
+            out,
+            "[FILE] {path}\n[WHY] the change the task prompt asks for\n[DIFF]\n```diff\n{block}```\n\n"
+        );
+    }
+    out.push_str("## BUILD COMMANDS\n\n");
+    let checks = list(ctx, "checks");
+    if checks.is_empty() {
+        out.push_str("- none configured\n");
+    }
+    for c in checks {
+        let _ = writeln!(out, "- `{c}`");
+    }
+    out.push('\n');
+    out.push_str(MARKER);
+    out.push('\n');
+    out
+}
+
+fn phase_4(ctx: &Value) -> String {
+    let mut out = String::from(
+        "# PHASE 4 — Self-Audit & Tests\n\nThe tables below are gatekeeper's computed self-audit; the stand-in adds nothing it cannot check.\n\n",
+    );
+    out.push_str(s(ctx, "self_audit"));
+    out.push('\n');
+    out.push_str(MARKER);
+    out.push('\n');
+    out
+}
+
+fn phase_5(ctx: &Value) -> String {
+    let files = patched_files(s(ctx, "prompt"));
+    let mut out = String::from("# PHASE 5 — Final Delivery Package\n\n## Decisions\n\n");
+    for (path, _) in &files {
+        let _ = writeln!(out, "- changed `{path}` as the prompt asked");
+    }
+    out.push_str("\n## Assumptions\n\n- the prompt's patch is the intended change (phase 1)\n\n## Risks\n\n- none found by the stand-in (it checks facts, not behaviour)\n\n## Remaining TODOs\n\n- the KNOWN GAPS of phase 4, if any\n\n## Run / Migrate / Verify\n\n");
+    for c in list(ctx, "checks") {
+        let _ = writeln!(out, "- `{c}`");
+    }
+    let _ = writeln!(
+        out,
+        "- `gatekeeper verify {}`\n- `gatekeeper audit {}`\n",
+        s(ctx, "task"),
+        s(ctx, "task")
+    );
+    out.push_str(MARKER);
+    out.push('\n');
+    out
 }
 
 impl Provider for Standin {

@@ -203,44 +203,88 @@ pub fn compute_between(
             .tree()?)
     };
     let (old, new) = (tree_of(base)?, tree_of(head)?);
-    let mut opts = git2::DiffOptions::new();
-    opts.include_typechange(true).ignore_submodules(false);
-    let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), Some(&mut opts))?;
     let mut seen = BTreeMap::new();
-    for delta in diff.deltas() {
-        for file in [delta.old_file(), delta.new_file()] {
-            let Some(path) = file.path() else { continue };
-            let path = path
-                .to_str()
-                .ok_or_else(|| anyhow!("the path `{}` is not UTF-8", path.display()))?
-                .to_owned();
-            if exempt(&path) || seen.contains_key(&path) {
-                continue;
-            }
-            let entry = match new.get_path(Path::new(&path)) {
-                Err(_) => ChangedPath {
-                    path: path.clone(),
-                    sha256: None,
-                    mode: 0,
-                },
-                Ok(e) => {
-                    let mode = u32::try_from(e.filemode()).unwrap_or(0);
-                    let sha = if mode == 0o160_000 {
-                        e.id().to_string()
-                    } else {
-                        sha256_hex(repo.find_blob(e.id())?.content())
-                    };
-                    ChangedPath {
-                        path: path.clone(),
-                        sha256: Some(sha),
-                        mode,
-                    }
-                }
-            };
-            seen.insert(path, entry);
-        }
-    }
+    diff_trees(repo, Some(&old), Some(&new), "", exempt, &mut seen)?;
     Ok(ChangeSet {
         paths: seen.into_values().collect(),
     })
+}
+
+/// A merge-walk of two trees that skips identical subtrees, as git does: only the folders that
+/// differ are read. Records the head side of every differing blob, link or submodule.
+fn diff_trees(
+    repo: &git2::Repository,
+    old: Option<&git2::Tree<'_>>,
+    new: Option<&git2::Tree<'_>>,
+    prefix: &str,
+    exempt: &dyn Fn(&str) -> bool,
+    out: &mut BTreeMap<String, ChangedPath>,
+) -> Result<()> {
+    let entries = |t: Option<&git2::Tree<'_>>| -> Result<BTreeMap<String, (git2::Oid, i32)>> {
+        let mut m = BTreeMap::new();
+        if let Some(t) = t {
+            for e in t.iter() {
+                let name = e
+                    .name()
+                    .map_err(|_| anyhow!("a path under `{prefix}` is not UTF-8"))?
+                    .to_owned();
+                m.insert(name, (e.id(), e.filemode()));
+            }
+        }
+        Ok(m)
+    };
+    let (a, b) = (entries(old)?, entries(new)?);
+    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for name in names {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let (x, y) = (a.get(name), b.get(name));
+        if x == y {
+            continue;
+        }
+        let is_tree = |e: Option<&(git2::Oid, i32)>| e.is_some_and(|(_, m)| *m == 0o040_000);
+        if is_tree(x) || is_tree(y) {
+            let sub = |e: Option<&(git2::Oid, i32)>| -> Result<Option<git2::Tree<'_>>> {
+                match e {
+                    Some((id, 0o040_000)) => Ok(Some(repo.find_tree(*id)?)),
+                    _ => Ok(None),
+                }
+            };
+            let (tx, ty) = (sub(x)?, sub(y)?);
+            diff_trees(repo, tx.as_ref(), ty.as_ref(), &path, exempt, out)?;
+            // A blob replaced by a tree (or the reverse): the blob side is a change too.
+            let blob_side = if is_tree(x) { y } else { x };
+            if blob_side.is_none() || (is_tree(x) && is_tree(y)) {
+                continue;
+            }
+        }
+        if exempt(&path) {
+            continue;
+        }
+        let entry = match y.filter(|(_, m)| *m != 0o040_000) {
+            None => ChangedPath {
+                path: path.clone(),
+                sha256: None,
+                mode: 0,
+            },
+            Some((id, mode)) => {
+                let mode = u32::try_from(*mode).unwrap_or(0);
+                let sha = if mode == 0o160_000 {
+                    id.to_string()
+                } else {
+                    sha256_hex(repo.find_blob(*id)?.content())
+                };
+                ChangedPath {
+                    path: path.clone(),
+                    sha256: Some(sha),
+                    mode,
+                }
+            }
+        };
+        out.insert(path, entry);
+    }
+    Ok(())
 }

@@ -5,7 +5,12 @@ use crate::support::{PATCH_CONFIG, Ws};
 /// The commit HEAD points at.
 pub fn head(ws: &Ws) -> String {
     let repo = git2::Repository::open(ws.root()).unwrap();
-    repo.head().unwrap().peel_to_commit().unwrap().id().to_string()
+    repo.head()
+        .unwrap()
+        .peel_to_commit()
+        .unwrap()
+        .id()
+        .to_string()
 }
 
 /// A second task creating `src/other.txt`.
@@ -47,9 +52,13 @@ fn a_file_edited_after_approval_fails_with_the_line() {
     let (ws, base) = governed(PATCH_CONFIG);
     ws.file("src/greeting.txt", "Hello, attacker!\n");
     ws.commit("later edit");
-    let run = ws.gk(&["ci", "--base", &base, "--format", "github"]).expect(7);
+    let run = ws
+        .gk(&["ci", "--base", &base, "--format", "github"])
+        .expect(7);
     assert!(
-        run.stdout.contains("::error file=src/greeting.txt,line=1,title=gatekeeper%3A edited after approval::"),
+        run.stdout.contains(
+            "::error file=src/greeting.txt,line=1,title=gatekeeper%3A edited after approval::"
+        ),
         "{}",
         run.stdout
     );
@@ -62,7 +71,10 @@ fn a_forged_contract_fails() {
     let base = ws.commit("config");
     ws.prompt("t", crate::support::PATCH_PROMPT);
     ws.gk(&["run", "t", "--to", "5"]).expect(0);
-    ws.file(".ai-stack-trace/t/contract/CLAUDE_FINAL_OK", "CLAUDE_FINAL_OK:t\n");
+    ws.file(
+        ".ai-stack-trace/t/contract/CLAUDE_FINAL_OK",
+        "CLAUDE_FINAL_OK:t\n",
+    );
     ws.commit("pretend it was approved");
     let run = ci(&ws, &base).expect(7);
     assert!(run.stdout.contains("forged contract"), "{}", run.stdout);
@@ -71,7 +83,9 @@ fn a_forged_contract_fails() {
 #[test]
 fn an_edited_decisions_file_fails() {
     let (ws, base) = governed(PATCH_CONFIG);
-    let d = ws.read(".ai-stack-trace/t/claude/decisions.md").replace("- `src/greeting.txt`", "- `**`");
+    let d = ws
+        .read(".ai-stack-trace/t/claude/decisions.md")
+        .replace("- `src/greeting.txt`", "- `**`");
     ws.file(".ai-stack-trace/t/claude/decisions.md", &d);
     ws.commit("widen the scope");
     let run = ci(&ws, &base).expect(7);
@@ -82,11 +96,23 @@ fn an_edited_decisions_file_fails() {
 fn a_deleted_journal_line_fails_with_its_line() {
     let (ws, base) = governed(PATCH_CONFIG);
     let journal = ws.read(".ai-stack-trace/t/ledger.jsonl");
-    let kept: Vec<&str> = journal.lines().enumerate().filter(|(i, _)| *i != 5).map(|(_, l)| l).collect();
+    let kept: Vec<&str> = journal
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != 5)
+        .map(|(_, l)| l)
+        .collect();
     ws.file(".ai-stack-trace/t/ledger.jsonl", &(kept.join("\n") + "\n"));
     ws.commit("drop a line");
-    let run = ws.gk(&["ci", "--base", &base, "--format", "github"]).expect(7);
-    assert!(run.stdout.contains("file=.ai-stack-trace/t/ledger.jsonl,line=6"), "{}", run.stdout);
+    let run = ws
+        .gk(&["ci", "--base", &base, "--format", "github"])
+        .expect(7);
+    assert!(
+        run.stdout
+            .contains("file=.ai-stack-trace/t/ledger.jsonl,line=6"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -96,7 +122,11 @@ fn a_pr_with_code_and_no_task_fails() {
     ws.file("src/greeting.txt", "Hello, nobody asked!\n");
     ws.commit("ungoverned");
     let run = ci(&ws, &base).expect(5);
-    assert!(run.stdout.contains("carries no gatekeeper task"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("carries no gatekeeper task"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -136,7 +166,11 @@ fn policy_comes_from_the_base_revision() {
     ws.commit("loosen exempt in the PR itself");
     let run = ci(&ws, &base).expect(5);
     assert!(run.stdout.contains("src/extra.txt"), "{}", run.stdout);
-    assert!(run.stdout.contains("gatekeeper.yaml"), "the config change itself needs a task: {}", run.stdout);
+    assert!(
+        run.stdout.contains("gatekeeper.yaml"),
+        "the config change itself needs a task: {}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -145,32 +179,59 @@ fn json_format_and_step_summary() {
     ws.file("src/extra.txt", "x\n");
     ws.commit("extra");
     let summary = ws.path("../summary.md");
-    let out = ws.cmd(&["ci", "--base", &base, "--format", "json"]).env("GITHUB_STEP_SUMMARY", &summary).output().unwrap();
+    let out = ws
+        .cmd(&["ci", "--base", &base, "--format", "json"])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(5));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["exit"], 5);
     assert_eq!(v["findings"][0]["file"], "src/extra.txt");
     assert_eq!(v["tasks"][0]["task"], "t");
     let md = std::fs::read_to_string(summary).unwrap();
-    assert!(md.contains("## gatekeeper ci") && md.contains("src/extra.txt"), "{md}");
+    assert!(
+        md.contains("## gatekeeper ci") && md.contains("src/extra.txt"),
+        "{md}"
+    );
 }
 
 #[test]
 fn github_base_ref_and_detached_head() {
     let (ws, base) = governed(PATCH_CONFIG);
     let repo = git2::Repository::open(ws.root()).unwrap();
-    repo.reference("refs/remotes/origin/main", git2::Oid::from_str(&base).unwrap(), true, "test").unwrap();
+    repo.reference(
+        "refs/remotes/origin/main",
+        git2::Oid::from_str(&base).unwrap(),
+        true,
+        "test",
+    )
+    .unwrap();
     let head = repo.head().unwrap().peel_to_commit().unwrap().id();
     repo.set_head_detached(head).unwrap();
-    let out = ws.cmd(&["ci"]).env("GITHUB_BASE_REF", "main").output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = ws
+        .cmd(&["ci"])
+        .env("GITHUB_BASE_REF", "main")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
 fn a_missing_base_names_the_fetch() {
     let (ws, _) = governed(PATCH_CONFIG);
     let run = ws.gk(&["ci"]).expect(2);
-    assert!(run.stderr.contains("`origin/main` is not in this clone") && run.stderr.contains("git fetch origin main"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`origin/main` is not in this clone")
+            && run.stderr.contains("git fetch origin main"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -195,10 +256,16 @@ fn a_shallow_clone_without_the_merge_base_says_how_to_deepen() {
         .status()
         .unwrap();
     assert!(status.success());
-    let out = ws.cmd(&["-C", clone.to_str().unwrap(), "ci", "--base", &base]).output().unwrap();
+    let out = ws
+        .cmd(&["-C", clone.to_str().unwrap(), "ci", "--base", &base])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("shallow clone") && stderr.contains("--deepen"), "{stderr}");
+    assert!(
+        stderr.contains("shallow clone") && stderr.contains("--deepen"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -206,7 +273,11 @@ fn selftest_rejects_every_canary() {
     let ws = Ws::new();
     let run = ws.gk(&["selftest"]).expect(0);
     assert!(run.stdout.contains("0 not as expected"), "{}", run.stdout);
-    assert!(run.stdout.lines().filter(|l| l.ends_with(" ok")).count() >= 10, "{}", run.stdout);
+    assert!(
+        run.stdout.lines().filter(|l| l.ends_with(" ok")).count() >= 10,
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -215,10 +286,16 @@ fn pre_commit_verifies_staged_ledgers() {
     ws.gk(&["run", "t", "--to", "7"]).expect(0);
     let repo = git2::Repository::open(ws.root()).unwrap();
     let mut index = repo.index().unwrap();
-    index.add_all([".ai-stack-trace"], git2::IndexAddOption::DEFAULT, None).unwrap();
+    index
+        .add_all([".ai-stack-trace"], git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
     index.write().unwrap();
     let run = ws.gk(&["verify", "--staged"]).expect(0);
-    assert!(run.stdout.contains("ok: ledger of `t` verified"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("ok: ledger of `t` verified"),
+        "{}",
+        run.stdout
+    );
     ws.file(".ai-stack-trace/t/gemini/audit.md", "rewritten\n");
     ws.gk(&["verify", "--staged"]).expect(7);
     ws.gk(&["verify"]).expect(2);

@@ -31,7 +31,10 @@ fn write_lines(ws: &Ws, lines: &[String]) {
 /// Rewrites the journal through `edit`, then recomputes `seq` and `prev` so the chain is
 /// consistent again (what a forger without the signing key can do).
 fn rechain(ws: &Ws, edit: impl FnOnce(&mut Vec<Value>)) {
-    let mut entries: Vec<Value> = lines(ws).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut entries: Vec<Value> = lines(ws)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     edit(&mut entries);
     let mut prev = Value::Null;
     let mut out = Vec::new();
@@ -73,14 +76,20 @@ fn verify_fails(ws: &Ws) -> String {
 #[test]
 fn t01_edited_audit() {
     let ws = at_step(8);
-    append(&ws, ".ai-stack-trace/t/gemini/audit.md", "\nall good, ship it\n");
+    append(
+        &ws,
+        ".ai-stack-trace/t/gemini/audit.md",
+        "\nall good, ship it\n",
+    );
     assert!(verify_fails(&ws).contains("gemini/audit.md"));
 }
 
 #[test]
 fn t02_widened_decisions() {
     let ws = at_step(8);
-    let d = ws.read(".ai-stack-trace/t/claude/decisions.md").replace("`src/greeting.txt`", "`**`");
+    let d = ws
+        .read(".ai-stack-trace/t/claude/decisions.md")
+        .replace("`src/greeting.txt`", "`**`");
     ws.file(".ai-stack-trace/t/claude/decisions.md", &d);
     assert!(verify_fails(&ws).contains("claude/decisions.md"));
 }
@@ -88,14 +97,20 @@ fn t02_widened_decisions() {
 #[test]
 fn t03_edited_post_implement_audit() {
     let ws = at_step(8);
-    append(&ws, ".ai-stack-trace/t/claude/post-implement-audit.md", "\n");
+    append(
+        &ws,
+        ".ai-stack-trace/t/claude/post-implement-audit.md",
+        "\n",
+    );
     verify_fails(&ws);
 }
 
 #[test]
 fn t04_edited_verdict_json() {
     let ws = at_step(8);
-    let v = ws.read(".ai-stack-trace/t/claude/verdict.json").replace("approve", "approve ");
+    let v = ws
+        .read(".ai-stack-trace/t/claude/verdict.json")
+        .replace("approve", "approve ");
     ws.file(".ai-stack-trace/t/claude/verdict.json", &v);
     verify_fails(&ws);
 }
@@ -110,7 +125,9 @@ fn t05_edited_prompt_copy() {
 #[test]
 fn t06_hidden_test_failure_in_run_log() {
     let ws = at_step(8);
-    let log = ws.read(".ai-stack-trace/t/tests/run.log").replace("passed", "passed (edited)");
+    let log = ws
+        .read(".ai-stack-trace/t/tests/run.log")
+        .replace("passed", "passed (edited)");
     ws.file(".ai-stack-trace/t/tests/run.log", &log);
     verify_fails(&ws);
 }
@@ -118,7 +135,9 @@ fn t06_hidden_test_failure_in_run_log() {
 #[test]
 fn t07_edited_status_json() {
     let ws = at_step(8);
-    let s = ws.read(".ai-stack-trace/t/final/status.json").replace("no-deploy", "production");
+    let s = ws
+        .read(".ai-stack-trace/t/final/status.json")
+        .replace("no-deploy", "production");
     ws.file(".ai-stack-trace/t/final/status.json", &s);
     verify_fails(&ws);
 }
@@ -142,7 +161,10 @@ fn t09_unrecorded_file_added() {
 #[test]
 fn t10_contract_content_edited() {
     let ws = at_step(8);
-    ws.file(".ai-stack-trace/t/contract/CLAUDE_FINAL_OK", "CLAUDE_FINAL_OK:other\n");
+    ws.file(
+        ".ai-stack-trace/t/contract/CLAUDE_FINAL_OK",
+        "CLAUDE_FINAL_OK:other\n",
+    );
     verify_fails(&ws);
 }
 
@@ -156,7 +178,10 @@ fn t11_contract_deleted() {
 #[test]
 fn t12_contract_forged_before_approval_closes_the_gate() {
     let ws = at_step(5);
-    ws.file(".ai-stack-trace/t/contract/CLAUDE_FINAL_OK", "CLAUDE_FINAL_OK:t\n");
+    ws.file(
+        ".ai-stack-trace/t/contract/CLAUDE_FINAL_OK",
+        "CLAUDE_FINAL_OK:t\n",
+    );
     assert!(verify_fails(&ws).contains("forged"));
     ws.gk(&["step", "7", "t"]).expect(7);
 }
@@ -178,7 +203,10 @@ fn t14_revoked_contract_restored() {
     let ws = at_step(6);
     let contract = ws.read(".ai-stack-trace/t/contract/CLAUDE_FINAL_OK");
     ws.gk(&["step", "5", "t"]).expect(0);
-    assert!(!ws.exists(".ai-stack-trace/t/contract/CLAUDE_FINAL_OK"), "re-running step 5 withdraws step 6's contract");
+    assert!(
+        !ws.exists(".ai-stack-trace/t/contract/CLAUDE_FINAL_OK"),
+        "re-running step 5 withdraws step 6's contract"
+    );
     ws.file(".ai-stack-trace/t/contract/CLAUDE_FINAL_OK", &contract);
     verify_fails(&ws);
     ws.gk(&["step", "7", "t"]).expect(7);
@@ -190,7 +218,9 @@ fn t14_revoked_contract_restored() {
 fn t15_journal_line_edited() {
     let ws = at_step(8);
     let mut l = lines(&ws);
-    l[4] = l[4].replace("\"outcome\":\"done\"", "\"outcome\":\"done\" ").replace("gemini", "claude");
+    l[4] = l[4]
+        .replace("\"outcome\":\"done\"", "\"outcome\":\"done\" ")
+        .replace("gemini", "claude");
     write_lines(&ws, &l);
     ws.gk(&["verify", "t"]).expect(7);
 }
@@ -241,7 +271,10 @@ fn t20_garbage_line_appended() {
 #[test]
 fn t21_journal_reformatted() {
     let ws = at_step(8);
-    let l: Vec<String> = lines(&ws).iter().map(|l| l.replace("\",\"", "\", \"")).collect();
+    let l: Vec<String> = lines(&ws)
+        .iter()
+        .map(|l| l.replace("\",\"", "\", \""))
+        .collect();
     write_lines(&ws, &l);
     ws.gk(&["verify", "t"]).expect(7);
 }
@@ -297,7 +330,11 @@ fn t26_approved_file_edited_before_commit() {
 fn t27_approved_file_mode_changed() {
     use std::os::unix::fs::PermissionsExt;
     let ws = at_step(7);
-    std::fs::set_permissions(ws.path("src/greeting.txt"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        ws.path("src/greeting.txt"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     verify_fails(&ws);
     ws.gk(&["step", "8", "t"]).expect(7);
 }
@@ -323,15 +360,41 @@ fn t29_extra_file_slipped_in_after_approval() {
 /// A signed governed PR: the base trusts a fresh key and requires signatures.
 fn signed() -> (Ws, String) {
     let keygen = Ws::new().gk(&["keygen"]).expect(0);
-    let secret = keygen.stdout.lines().next().unwrap().trim_start_matches("GATEKEEPER_SIGNING_KEY=").to_owned();
-    let public = keygen.stdout.lines().nth(1).unwrap().trim_start_matches("public key: ").to_owned();
+    let secret = keygen
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("GATEKEEPER_SIGNING_KEY=")
+        .to_owned();
+    let public = keygen
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("public key: ")
+        .to_owned();
     let ws = Ws::new();
-    ws.config(&format!("{PATCH_CONFIG}trust: {{ keys: [\"{public}\"] }}\nci: {{ require_signed: true }}\n"));
+    ws.config(&format!(
+        "{PATCH_CONFIG}trust: {{ keys: [\"{public}\"] }}\nci: {{ require_signed: true }}\n"
+    ));
     let base = ws.commit("config");
     ws.prompt("t", PATCH_PROMPT);
-    let out = ws.cmd(&["run", "t"]).env("GATEKEEPER_SIGNING_KEY", &secret).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!ws.read(J).contains(&secret), "the secret key is never written");
+    let out = ws
+        .cmd(&["run", "t"])
+        .env("GATEKEEPER_SIGNING_KEY", &secret)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !ws.read(J).contains(&secret),
+        "the secret key is never written"
+    );
     ws.gk(&["ci", "--base", &base]).expect(0);
     // CI runs on a fresh clone: no local journal head.
     std::fs::remove_dir_all(ws.path(".git/gatekeeper")).unwrap();
@@ -344,7 +407,11 @@ fn t30_consistent_rewrite_without_the_key() {
     rewrite_decisions_consistently(&ws, true);
     ws.commit("rewrite");
     let run = ws.gk(&["ci", "--base", &base]).expect(7);
-    assert!(run.stdout.contains("signature does not match"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("signature does not match"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -353,18 +420,31 @@ fn t31_consistent_rewrite_stripping_signatures() {
     rewrite_decisions_consistently(&ws, false);
     ws.commit("rewrite");
     let run = ws.gk(&["ci", "--base", &base]).expect(7);
-    assert!(run.stdout.contains("no trusted signature"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("no trusted signature"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
 fn t32_rewrite_resigned_with_an_untrusted_key() {
     let (ws, base) = signed();
     let rogue = Ws::new().gk(&["keygen"]).expect(0);
-    let secret = rogue.stdout.lines().next().unwrap().trim_start_matches("GATEKEEPER_SIGNING_KEY=").to_owned();
+    let secret = rogue
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("GATEKEEPER_SIGNING_KEY=")
+        .to_owned();
     let signer = gatekeeper::ledger::signing::Signer::from_hex(&secret).unwrap();
     rewrite_decisions_consistently(&ws, true);
     // Re-sign every signature line with the rogue key, keeping the chain consistent.
-    let mut entries: Vec<Value> = lines(&ws).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut entries: Vec<Value> = lines(&ws)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let mut prev = Value::Null;
     let mut out = Vec::new();
     for (i, e) in entries.iter_mut().enumerate() {
@@ -404,7 +484,12 @@ fn t34_unsigned_line_appended_with_a_valid_chain() {
     });
     ws.commit("append");
     let run = ws.gk(&["ci", "--base", &base]).expect(7);
-    assert!(run.stdout.contains("journal head carries no trusted signature"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("journal head carries no trusted signature"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
