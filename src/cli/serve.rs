@@ -97,6 +97,8 @@ pub(super) fn run(args: &ServeArgs, start: &Path, env: &Env) -> Result<ExitKind>
         }
         let mut options = ServerOptions::new(&root);
         options.admin_token = env.get("GATEKEEPER_ADMIN_TOKEN").map(str::to_owned);
+        options.webhook_secret = env.get("WEBHOOK_SECRET").map(str::to_owned);
+        options.telegram_secret = env.get("TELEGRAM_SECRET_TOKEN").map(str::to_owned);
         let (state, load_errors) = AppState::open(&options)?;
         for message in &load_errors {
             printer::note(&format!("warning: skipped an SSOT file: {message}"));

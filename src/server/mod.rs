@@ -9,9 +9,11 @@ pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod github;
 pub mod metrics;
 pub mod state;
 pub mod tasks;
+pub mod telegram;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -59,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tasks", get(tasks::list))
         .route("/api/tasks/{id}", get(tasks::get_one))
         .route("/api/events", get(events::handler))
+        .route("/webhooks/github", post(github::handler))
+        .route("/webhooks/telegram", post(telegram::handler))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::handler));
     let routes = public

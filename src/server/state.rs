@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::auth::AdminToken;
 use super::events::EventHub;
+use super::github::{DeliveryLog, Webhooks};
 use super::metrics::Metrics;
 use crate::audit::{AuditEvent, AuditLog, EVENTS_FILE};
 use crate::store::files::FileStoreOptions;
@@ -34,6 +35,10 @@ pub struct ServerOptions {
     pub sse_replay: usize,
     /// Watch `ssot/` for changes made by other processes.
     pub watch: bool,
+    /// `WEBHOOK_SECRET` (SPEC §8.5); `None` makes `POST /webhooks/github` answer 503.
+    pub webhook_secret: Option<String>,
+    /// `TELEGRAM_SECRET_TOKEN` (SPEC §8.6); when set, Telegram updates must carry it.
+    pub telegram_secret: Option<String>,
 }
 
 impl ServerOptions {
@@ -46,6 +51,8 @@ impl ServerOptions {
             sse_client_buffer: 1024,
             sse_replay: 1024,
             watch: true,
+            webhook_secret: None,
+            telegram_secret: None,
         }
     }
 
@@ -64,6 +71,7 @@ struct Inner {
     audit: AuditLog,
     admin: Option<AdminToken>,
     metrics: Metrics,
+    webhooks: Webhooks,
 }
 
 /// The shared state of the server.
@@ -106,14 +114,20 @@ impl AppState {
                 .detail(json!({ "message": message })),
             );
         }
-        let state = AppState::from_parts(
-            Arc::new(store),
+        let webhooks = Webhooks::new(
+            options.webhook_secret.as_deref(),
+            options.telegram_secret.as_deref(),
+            DeliveryLog::open(&options.root)?,
+        );
+        let state = AppState(Arc::new(Inner {
+            list_cache,
+            store: Arc::new(store),
             hub,
             audit,
-            options.admin_token.as_deref().and_then(AdminToken::new),
+            admin: options.admin_token.as_deref().and_then(AdminToken::new),
             metrics,
-            list_cache,
-        );
+            webhooks,
+        }));
         Ok((state, load_errors))
     }
 
@@ -135,7 +149,14 @@ impl AppState {
             audit,
             admin,
             metrics,
+            webhooks: Webhooks::disabled(),
         }))
+    }
+
+    /// The webhook settings (SPEC §8.5, §8.6).
+    #[must_use]
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.0.webhooks
     }
 
     /// The store.

@@ -22,3 +22,4 @@ mod server_verify_phase;
 mod smoke;
 mod support;
 mod tamper;
+mod webhooks;
