@@ -55,6 +55,8 @@ pub(super) fn run(args: &VerifyPhaseArgs, start: &Path, env: &Env) -> Result<Exi
     if let Some(url) = &args.url {
         options.url = Some(url.clone());
         options.admin_token = env.get("GATEKEEPER_ADMIN_TOKEN").map(str::to_owned);
+        options.webhook_secret = env.get("WEBHOOK_SECRET").map(str::to_owned);
+        options.telegram_secret = env.get("TELEGRAM_SECRET_TOKEN").map(str::to_owned);
         options.how_to_run = format!("{} --url {url}", options.how_to_run);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -11,6 +11,7 @@
 pub mod load;
 pub mod phase_a;
 pub mod phase_b;
+pub mod phase_c;
 pub mod report;
 
 use std::path::{Path, PathBuf};
@@ -87,6 +88,10 @@ pub struct Options {
     pub changes: usize,
     /// The command line to put in `how_to_run`.
     pub how_to_run: String,
+    /// Phase c with `--url`: the server's `WEBHOOK_SECRET`.
+    pub webhook_secret: Option<String>,
+    /// Phase c with `--url`: the server's `TELEGRAM_SECRET_TOKEN`, when it has one.
+    pub telegram_secret: Option<String>,
 }
 
 impl Options {
@@ -106,6 +111,8 @@ impl Options {
                 "gatekeeper verify-phase {}",
                 phase.letter().to_ascii_lowercase()
             ),
+            webhook_secret: None,
+            telegram_secret: None,
         }
     }
 
@@ -123,6 +130,8 @@ pub struct LocalServer {
     pub root: tempfile::TempDir,
     /// Its state, for checks that look inside (audit log, event hub).
     pub state: AppState,
+    /// Its random `WEBHOOK_SECRET` (phase c signs with it).
+    pub webhook_secret: String,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -141,7 +150,11 @@ impl LocalServer {
         let mut secret = [0u8; 24];
         getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let token = hex::encode(secret);
-        let (state, _) = AppState::open(&ServerOptions::new(root.path()).admin_token(&token))?;
+        getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let webhook_secret = hex::encode(secret);
+        let mut server_options = ServerOptions::new(root.path()).admin_token(&token);
+        server_options.webhook_secret = Some(webhook_secret.clone());
+        let (state, _) = AppState::open(&server_options)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .context("failed to bind 127.0.0.1:0")?;
@@ -154,6 +167,7 @@ impl LocalServer {
             LocalServer {
                 root,
                 state,
+                webhook_secret,
                 stop: Some(stop),
                 task,
             },
@@ -202,12 +216,12 @@ pub struct Outcome {
 /// the report cannot be written. A failing scenario is not an error: it is a report with
 /// `pass: false`.
 pub async fn run(options: &Options) -> Result<Outcome> {
-    if matches!(options.phase, Phase::C | Phase::D | Phase::E) {
+    if matches!(options.phase, Phase::D | Phase::E) {
         return Err(Refusal::usage(format!(
             "phase {} has no acceptance scenario in this build yet",
             options.phase.letter().to_ascii_lowercase()
         ))
-        .hint("run `gatekeeper verify-phase a` or `gatekeeper verify-phase b`")
+        .hint("run `gatekeeper verify-phase a`, `b` or `c`")
         .into());
     }
     let target = match &options.url {
@@ -237,6 +251,7 @@ pub async fn run(options: &Options) -> Result<Outcome> {
     crate::fsx::create_dir_all(&artifacts_dir)?;
     let artifacts = match options.phase {
         Phase::A => phase_a::run(&target, options, &mut builder).await?,
+        Phase::C => phase_c::run(&target, options, &mut builder).await?,
         _ => phase_b::run(&target, options, &mut builder).await?,
     };
     if let Some(server) = target.local {

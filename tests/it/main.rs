@@ -23,3 +23,4 @@ mod smoke;
 mod support;
 mod tamper;
 mod webhooks;
+mod webhooks_verify_phase;
