@@ -436,7 +436,13 @@ impl Config {
             } else {
                 format!(" at `{path}`")
             };
-            Refusal::usage(format!("{origin}:{location}: {inner}{key}"))
+            // The YAML error repeats the location; the prefix already says it.
+            let message = inner.to_string();
+            let message = match message.rfind(" at line ") {
+                Some(i) if message[i..].contains(" column ") => message[..i].to_owned(),
+                _ => message,
+            };
+            Refusal::usage(format!("{origin}:{location}: {message}{key}"))
                 .hint("fix the key or value; `gatekeeper init` writes a commented example")
         })?;
         if raw.version != 1 {

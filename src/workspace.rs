@@ -181,10 +181,10 @@ impl Workspace {
             if !entry.file_type()?.is_dir() {
                 continue;
             }
-            if let Some(name) = entry.file_name().to_str() {
-                if let Ok(task) = TaskName::parse(name) {
-                    names.push(task);
-                }
+            if let Some(name) = entry.file_name().to_str()
+                && let Ok(task) = TaskName::parse(name)
+            {
+                names.push(task);
             }
         }
         names.sort();

@@ -351,10 +351,9 @@ fn check_task(
     }
     for name in pipeline.steps.iter().filter_map(|s| s.contract.as_deref()) {
         let exists = ledger.path(&contract::rel_path(name)).is_file();
-        if !contract::is_journalled(ledger.entries(), name) {
-            if !exists {
-                let earner = pipeline.earner_of(name).map_or(0, |s| s.id);
-                findings.push(error(
+        if !contract::is_journalled(ledger.entries(), name) && !exists {
+            let earner = pipeline.earner_of(name).map_or(0, |s| s.id);
+            findings.push(error(
                     ExitKind::GateClosed,
                     "missing contract",
                     format!("task `{task}` has no `contract/{name}`: run `gatekeeper step {earner} {task}` and get a YES"),
@@ -362,9 +361,8 @@ fn check_task(
                     None,
                     t,
                 ));
-            }
-            // A file without its journal record was reported as forged by `verify`.
         }
+        // A file without its journal record was reported as forged by `verify`.
     }
     let Some(approved) = approved_change_set(ledger.entries()) else {
         return Ok(None);

@@ -423,10 +423,10 @@ fn staged_tasks(ws: &Workspace) -> Result<Vec<TaskName>> {
             else {
                 continue;
             };
-            if let Some(name) = rest.split('/').next().and_then(|n| TaskName::parse(n).ok()) {
-                if ws.ledger_dir(&name).exists() {
-                    tasks.insert(name);
-                }
+            if let Some(name) = rest.split('/').next().and_then(|n| TaskName::parse(n).ok())
+                && ws.ledger_dir(&name).exists()
+            {
+                tasks.insert(name);
             }
         }
     }

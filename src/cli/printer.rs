@@ -2,7 +2,6 @@
 //! JSON, reports); stderr carries messages, errors, hints and progress.
 
 #![expect(
-    clippy::print_stdout,
     clippy::print_stderr,
     reason = "this module is the one place that prints"
 )]

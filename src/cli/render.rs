@@ -58,12 +58,11 @@ pub(super) fn status(st: &TaskStatus) -> String {
     out.push('\n');
     let _ = writeln!(
         out,
-        "{}{}{}{}{}",
+        "{}{}{}{}TOKENS IN/OUT",
         pad("STEP", 6),
         pad("NAME", 22),
         pad("ROLE", 8),
-        pad("STATE", 16),
-        "TOKENS IN/OUT"
+        pad("STATE", 16)
     );
     for s in &st.steps {
         let tokens = if s.tokens_in + s.tokens_out > 0 {

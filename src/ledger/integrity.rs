@@ -197,7 +197,7 @@ pub fn verify(ws: &Workspace, ledger: &Ledger, options: &Options) -> Result<Repo
             }
         }
     }
-    for (rel, _) in &recorded {
+    for rel in recorded.keys() {
         if !seen.contains_key(rel) {
             report.findings.push(finding(
                 Some(format!("{ledger_rel}/{rel}")),

@@ -136,8 +136,8 @@ pub fn parse_chain(bytes: &[u8], task: &str) -> Result<Vec<Entry>, ChainError> {
         }
         if entry.seq != i as u64 {
             return Err(fail(format!(
-                "`seq` is {} but the line is number {n}: lines were removed, added or reordered",
-                entry.seq
+                "line {n} carries `seq` {} where {} was expected (seq counts from 0): lines were removed, added or reordered",
+                entry.seq, i
             )));
         }
         if entry.prev != prev {

@@ -58,14 +58,14 @@ impl Ledger {
         let head_path = ws.gatekeeper_dir().join("heads").join(task.as_str());
         let journal_path = dir.join(JOURNAL);
         let meta = std::fs::symlink_metadata(&journal_path);
-        if let Ok(m) = &meta {
-            if m.file_type().is_symlink() {
-                return Err(Refusal::integrity(format!(
-                    "`{}/{JOURNAL}` is a symlink; a journal must be a regular file inside the ledger",
-                    Workspace::ledger_rel(task)
-                ))
-                .into());
-            }
+        if let Ok(m) = &meta
+            && m.file_type().is_symlink()
+        {
+            return Err(Refusal::integrity(format!(
+                "`{}/{JOURNAL}` is a symlink; a journal must be a regular file inside the ledger",
+                Workspace::ledger_rel(task)
+            ))
+            .into());
         }
         let bytes = match std::fs::read(&journal_path) {
             Ok(b) => b,
@@ -221,13 +221,11 @@ impl Ledger {
         let signs = entry.event == events::CONTRACT_WRITTEN || entry.event == events::STEP_FINISHED;
         let step = entry.step;
         self.entries.push(entry);
-        if signs {
-            if let Some(signer) = &self.signer {
-                let mut data = Map::new();
-                data.insert("key".to_owned(), Value::String(signer.public_hex()));
-                data.insert("sig".to_owned(), Value::String(signer.sign(&hash)));
-                self.append(step, events::SIGNATURE, BTreeMap::new(), data)?;
-            }
+        if signs && let Some(signer) = &self.signer {
+            let mut data = Map::new();
+            data.insert("key".to_owned(), Value::String(signer.public_hex()));
+            data.insert("sig".to_owned(), Value::String(signer.sign(&hash)));
+            self.append(step, events::SIGNATURE, BTreeMap::new(), data)?;
         }
         Ok(())
     }

@@ -88,10 +88,8 @@ pub fn section_bullets(text: &str, pick: impl Fn(&str) -> bool) -> Vec<String> {
             inside = pick(&heading.to_lowercase());
             continue;
         }
-        if inside {
-            if let Some(item) = bullet_text(trimmed) {
-                out.push(item.to_owned());
-            }
+        if inside && let Some(item) = bullet_text(trimmed) {
+            out.push(item.to_owned());
         }
     }
     out

@@ -432,7 +432,7 @@ impl Run<'_, '_> {
                 }
             }
         }
-        out.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+        out.sort_by_key(|a| natural_key(a));
         Ok(out)
     }
 
@@ -634,9 +634,13 @@ impl Run<'_, '_> {
     }
 
     fn verify(&self) -> Result<integrity::Report> {
+        self.verify_with(self.engine.signature_policy())
+    }
+
+    fn verify_with(&self, signatures: crate::ledger::signing::Policy) -> Result<integrity::Report> {
         let options = integrity::Options {
             interrupted_outputs: self.interrupted_outputs(),
-            signatures: self.engine.signature_policy(),
+            signatures,
             binding: true,
         };
         integrity::verify(self.engine.ws, &self.ledger, &options)
@@ -867,7 +871,11 @@ impl Run<'_, '_> {
     /// Refuses (exit 7) when the ledger fails verification.
     fn check_integrity(&self) -> Result<()> {
         let task = self.task();
-        let report = self.verify()?;
+        // Gates check the signatures present; `verify` and `ci` also demand them at rest (a
+        // journal mid-step has an unsigned head by construction).
+        let mut policy = self.engine.signature_policy();
+        policy.required = false;
+        let report = self.verify_with(policy)?;
         if let Some(first) = report.findings.first() {
             let more = report.findings.len() - 1;
             return Err(Refusal::integrity(format!(
@@ -915,15 +923,15 @@ impl Run<'_, '_> {
 
         // Re-running a step withdraws the contracts of it and every later step.
         for later in self.engine.pipeline.steps.iter().filter(|s| s.id >= def.id) {
-            if let Some(c) = &later.contract {
-                if contract::is_journalled(self.ledger.entries(), c) {
-                    contract::revoke(
-                        &mut self.ledger,
-                        def.id,
-                        c,
-                        &format!("step {} is being re-run", def.id),
-                    )?;
-                }
+            if let Some(c) = &later.contract
+                && contract::is_journalled(self.ledger.entries(), c)
+            {
+                contract::revoke(
+                    &mut self.ledger,
+                    def.id,
+                    c,
+                    &format!("step {} is being re-run", def.id),
+                )?;
             }
         }
         if def.kind == StepKind::Ingest && self.ledger.correlation_id().is_empty() {
@@ -1304,7 +1312,11 @@ impl Run<'_, '_> {
             return Ok(Vec::new());
         }
         let repo = self.engine.ws.repo()?;
-        let touched = patch::apply_all(&repo, &blocks).map_err(|e| {
+        let base_tree = base_commit(self.ledger.entries())
+            .and_then(|b| git2::Oid::from_str(&b).ok())
+            .and_then(|oid| repo.find_commit(oid).ok())
+            .and_then(|c| c.tree().ok());
+        let applied = patch::apply_all(&repo, &blocks, base_tree.as_ref()).map_err(|e| {
             anyhow!(
                 "step {} `{}`: {e}; nothing was applied and `{what}` was not written",
                 def.id,
@@ -1314,14 +1326,17 @@ impl Run<'_, '_> {
         self.ledger.event(
             Some(def.id),
             events::PATCH_APPLIED,
-            json!({"blocks": blocks.len(), "paths": touched}),
+            json!({"blocks": blocks.len(), "paths": applied.touched, "already_applied": applied.already_applied}),
         )?;
         self.invalidate_tree();
-        Ok(touched)
+        Ok(applied.touched)
     }
 
     /// Runs the scope check now; returns the offending lines (empty when in scope).
     fn scope_violations(&mut self, def: &StepDef) -> Result<Vec<String>> {
+        // An agent that edits the tree may also have edited the ledger (its own decisions, say):
+        // the scope check must not trust a ledger that fails verification.
+        self.check_integrity()?;
         self.invalidate_tree();
         let report = self.scope_report()?;
         let bad: Vec<String> = report

@@ -14,7 +14,7 @@ pub type Inputs = BTreeMap<String, String>;
 
 /// Where a step stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+#[serde(rename_all = "kebab-case", tag = "state", content = "reason")]
 pub enum StepState {
     /// Never run.
     Pending,
@@ -136,7 +136,7 @@ pub fn evaluate(
     let mut previous_fresh: Option<(u32, bool)> = None;
     for def in &pipeline.steps {
         let f = facts.get(&def.id).cloned().unwrap_or_default();
-        let state = state_of(def, &f, current.get(&def.id), previous_fresh);
+        let state = state_of(def, entries, &f, current.get(&def.id), previous_fresh);
         let (tokens_in, tokens_out) = tokens(entries, def.id, f.started.map(|e| e.seq));
         previous_fresh = Some((def.id, state == StepState::Done));
         out.push(StepStatus {
@@ -154,6 +154,7 @@ pub fn evaluate(
 
 fn state_of(
     def: &StepDef,
+    entries: &[Entry],
     f: &StepFacts<'_>,
     current: Option<&Inputs>,
     previous: Option<(u32, bool)>,
@@ -175,6 +176,12 @@ fn state_of(
         "scope_violation" => return StepState::ScopeViolation(reason()),
         "checks_failing" => return StepState::ChecksFailing(reason()),
         _ => return StepState::Failed(reason()),
+    }
+    // A step whose contract was withdrawn (an earlier step re-ran) has to earn it again.
+    if let Some(c) = &def.contract
+        && !crate::ledger::contract::is_journalled(entries, c)
+    {
+        return StepState::Stale(format!("its contract `{c}` was withdrawn by a re-run"));
     }
     if let Some((prev_id, false)) = previous {
         return StepState::Stale(format!("step {prev_id} is no longer done"));
@@ -280,10 +287,11 @@ pub fn check(
             .hint(fix));
         }
     }
-    if step.approval {
-        if let Some(prev) = pipeline.previous(step.id) {
-            if !approval_recorded(prev.id) {
-                return Err(Refusal::gate(format!(
+    if step.approval
+        && let Some(prev) = pipeline.previous(step.id)
+        && !approval_recorded(prev.id)
+    {
+        return Err(Refusal::gate(format!(
                     "step {} `{}` needs a human approval of step {} `{}`, and none is recorded since it last ran",
                     step.id, step.name, prev.id, prev.name
                 ))
@@ -292,8 +300,6 @@ pub fn check(
                     prev.output().unwrap_or("ledger.jsonl"),
                     prev.id
                 )));
-            }
-        }
     }
     for name in &step.requires {
         let earner = pipeline.earner_of(name).map_or(0, |s| s.id);

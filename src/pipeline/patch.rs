@@ -144,58 +144,141 @@ fn parse(block: usize, text: &str) -> Result<git2::Diff<'static>, ApplyError> {
     Ok(diff)
 }
 
-/// Checks that every block applies, then applies them all; returns the paths touched.
+/// The inverse of a normalized block: applying it undoes the block. Used to recognise a block
+/// whose change is already in the tree (a re-run of the step). Pure.
+#[must_use]
+pub fn reverse(block: &str) -> String {
+    let lines: Vec<&str> = block.lines().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if let Some(rest) = line.strip_prefix("diff --git ") {
+            let swapped = match rest.split_once(" b/") {
+                Some((a, b)) => format!("diff --git a/{b} b/{}", a.trim_start_matches("a/")),
+                None => rest.to_owned(),
+            };
+            out.push_str(&swapped);
+        } else if line.starts_with("--- ")
+            && i + 1 < lines.len()
+            && lines[i + 1].starts_with("+++ ")
+        {
+            let old = &line[4..];
+            let new = &lines[i + 1][4..];
+            let flip = |p: &str, to: &str| {
+                if p == "/dev/null" {
+                    p.to_owned()
+                } else {
+                    format!(
+                        "{to}{}",
+                        p.trim_start_matches("a/").trim_start_matches("b/")
+                    )
+                }
+            };
+            out.push_str(&format!("--- {}\n+++ {}", flip(new, "a/"), flip(old, "b/")));
+            i += 1;
+        } else if let Some(rest) = line.strip_prefix("new file mode ") {
+            out.push_str(&format!("deleted file mode {rest}"));
+        } else if let Some(rest) = line.strip_prefix("deleted file mode ") {
+            out.push_str(&format!("new file mode {rest}"));
+        } else if let Some(rest) = line.strip_prefix("@@ -") {
+            // @@ -a,b +c,d @@ tail  →  @@ -c,d +a,b @@ tail
+            match rest
+                .split_once(" +")
+                .and_then(|(old, r)| r.split_once(" @@").map(|(new, tail)| (old, new, tail)))
+            {
+                Some((old, new, tail)) => out.push_str(&format!("@@ -{new} +{old} @@{tail}")),
+                None => out.push_str(line),
+            }
+        } else if let Some(rest) = line.strip_prefix('+') {
+            out.push('-');
+            out.push_str(rest);
+        } else if let Some(rest) = line.strip_prefix('-') {
+            out.push('+');
+            out.push_str(rest);
+        } else if line.starts_with("index ") {
+            i += 1;
+            continue;
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+        i += 1;
+    }
+    out
+}
+
+fn applies(repo: &git2::Repository, diff: &git2::Diff<'_>) -> Result<(), git2::Error> {
+    let mut check = git2::ApplyOptions::new();
+    check.check(true);
+    repo.apply(diff, git2::ApplyLocation::WorkDir, Some(&mut check))
+}
+
+/// What [`apply_all`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The paths the applied blocks touch, sorted.
+    pub touched: Vec<String>,
+    /// Blocks (1-based) skipped because their change is already in the tree.
+    pub already_applied: Vec<usize>,
+}
+
+/// Checks that every block applies (or is already applied), then applies the rest together.
 ///
 /// # Errors
 /// [`ApplyError`] when any block fails to parse or apply; then nothing was changed.
-pub fn apply_all(repo: &git2::Repository, blocks: &[String]) -> Result<Vec<String>, ApplyError> {
-    if blocks.is_empty() {
-        return Ok(Vec::new());
-    }
-    let normalized: Vec<String> = blocks.iter().map(|b| normalize(b)).collect();
-    let mut touched = Vec::new();
-    for (i, text) in normalized.iter().enumerate() {
-        let diff = parse(i + 1, text)?;
+/// A block counts as already applied when its reverse applies to the working tree *and* it
+/// applies to `base` (the task's base tree): the change was made from the base, and is there.
+pub fn apply_all(
+    repo: &git2::Repository,
+    blocks: &[String],
+    base: Option<&git2::Tree<'_>>,
+) -> Result<Applied, ApplyError> {
+    let mut result = Applied::default();
+    let mut pending = Vec::new();
+    for (i, block) in blocks.iter().enumerate() {
+        let text = normalize(block);
+        let diff = parse(i + 1, &text)?;
+        if let Err(e) = applies(repo, &diff) {
+            let undone = parse(i + 1, &reverse(&text)).ok();
+            let from_base = base.is_some_and(|t| repo.apply_to_tree(t, &diff, None).is_ok());
+            if from_base && undone.as_ref().is_some_and(|d| applies(repo, d).is_ok()) {
+                result.already_applied.push(i + 1);
+                continue;
+            }
+            return Err(ApplyError::DoesNotApply {
+                block: i + 1,
+                message: e.message().to_owned(),
+            });
+        }
         for delta in diff.deltas() {
             for file in [delta.old_file(), delta.new_file()] {
                 if let Some(p) = file.path() {
                     let p = p.to_string_lossy().into_owned();
-                    if !touched.contains(&p) {
-                        touched.push(p);
+                    if !result.touched.contains(&p) {
+                        result.touched.push(p);
                     }
                 }
             }
         }
+        pending.push(text);
     }
-    let combined: String = normalized.concat();
+    if pending.is_empty() {
+        return Ok(result);
+    }
+    let combined: String = pending.concat();
     let diff = parse(0, &combined)?;
-    let mut check = git2::ApplyOptions::new();
-    check.check(true);
-    if let Err(e) = repo.apply(&diff, git2::ApplyLocation::WorkDir, Some(&mut check)) {
-        // Name the first block that fails on its own; otherwise the combination is at fault.
-        for (i, text) in normalized.iter().enumerate() {
-            let single = parse(i + 1, text)?;
-            let mut opts = git2::ApplyOptions::new();
-            opts.check(true);
-            if let Err(e) = repo.apply(&single, git2::ApplyLocation::WorkDir, Some(&mut opts)) {
-                return Err(ApplyError::DoesNotApply {
-                    block: i + 1,
-                    message: e.message().to_owned(),
-                });
-            }
-        }
-        return Err(ApplyError::DoesNotApply {
-            block: 0,
-            message: e.message().to_owned(),
-        });
-    }
+    applies(repo, &diff).map_err(|e| ApplyError::DoesNotApply {
+        block: 0,
+        message: e.message().to_owned(),
+    })?;
     repo.apply(&diff, git2::ApplyLocation::WorkDir, None)
         .map_err(|e| ApplyError::DoesNotApply {
             block: 0,
             message: e.message().to_owned(),
         })?;
-    touched.sort();
-    Ok(touched)
+    result.touched.sort();
+    Ok(result)
 }
 
 #[cfg(test)]
@@ -212,6 +295,19 @@ mod tests {
                 "--- a/x\n+++ b/x\n".to_owned(),
                 "--- a/y\n```\n+++ b/y\n".to_owned()
             ]
+        );
+    }
+
+    #[test]
+    fn reverse_swaps_sides() {
+        let b = normalize("--- a/x\n+++ b/x\n@@ -1 +1,2 @@ ctx\n-old\n+new\n+more\n");
+        let r = reverse(&b);
+        assert!(r.contains("@@ -1,2 +1 @@ ctx\n+old\n-new\n-more\n"), "{r}");
+        let n = normalize("--- /dev/null\n+++ b/n.txt\n@@ -0,0 +1 @@\n+hi\n");
+        let r = reverse(&n);
+        assert!(
+            r.contains("deleted file mode 100644\n--- a/n.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-hi"),
+            "{r}"
         );
     }
 

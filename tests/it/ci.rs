@@ -3,7 +3,7 @@
 use crate::support::{PATCH_CONFIG, Ws};
 
 /// The commit HEAD points at.
-pub fn head(ws: &Ws) -> String {
+pub(crate) fn head(ws: &Ws) -> String {
     let repo = git2::Repository::open(ws.root()).unwrap();
     repo.head()
         .unwrap()
@@ -14,11 +14,11 @@ pub fn head(ws: &Ws) -> String {
 }
 
 /// A second task creating `src/other.txt`.
-pub const OTHER_PROMPT: &str = "# Add another file\n\n## Allowed paths\n\n- `src/other.txt`\n\n```diff\n--- /dev/null\n+++ b/src/other.txt\n@@ -0,0 +1 @@\n+second\n```\n";
+pub(crate) const OTHER_PROMPT: &str = "# Add another file\n\n## Allowed paths\n\n- `src/other.txt`\n\n```diff\n--- /dev/null\n+++ b/src/other.txt\n@@ -0,0 +1 @@\n+second\n```\n";
 
 /// A repository whose base is the configured sample and whose HEAD carries a governed task `t`;
 /// returns the base commit.
-pub fn governed(config: &str) -> (Ws, String) {
+pub(crate) fn governed(config: &str) -> (Ws, String) {
     let ws = Ws::new();
     ws.config(config);
     let base = ws.commit("config");

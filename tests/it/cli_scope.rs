@@ -296,17 +296,20 @@ fn an_agent_editing_inside_the_approved_paths_runs_to_the_end() {
 }
 
 /// After a scope violation the hint says to revert the offending paths; `status` then names
-/// `gatekeeper step 4 t` as the next command. Following both must work. Bug: step 4 re-applies
-/// the whole patch to a tree that already holds its in-scope part, so it fails with exit 1
-/// ("```diff block 1 does not apply"), and the task is stuck unless every change is reverted.
+/// `gatekeeper step 4 t` as the next command. Re-running step 4 must recognise the in-scope
+/// block already in the tree (regression: it failed with exit 1, "```diff block 1 does not
+/// apply", leaving the task stuck). The same patch still leaves the scope, so it ends with 5
+/// again; amending the scope (step 2) or the prompt is the way on.
 #[test]
-fn reverting_the_offending_paths_as_hinted_lets_step_4_pass() {
+fn reverting_the_offending_paths_as_hinted_lets_step_4_run_again() {
     let ws = Ws::with_task(PATCH_CONFIG, &prompt_with(&[GREETING_DIFF, README_DIFF]));
     ws.steps_to("t", 3);
     let run = ws.gk(&["step", "4", "t"]).expect(5);
     assert!(run.stderr.contains("revert those paths"), "{}", run.stderr);
+    assert!(run.stderr.contains("gatekeeper step 2 t"), "{}", run.stderr);
     ws.file("README.md", "# sample\n");
     assert_eq!(ws.status_json("t")["next"], "gatekeeper step 4 t");
-    ws.gk(&["step", "4", "t"]).expect(0);
+    let run = ws.gk(&["step", "4", "t"]).expect(5);
+    assert!(run.stderr.contains("`README.md`"), "{}", run.stderr);
     assert_eq!(ws.read("src/greeting.txt"), "Hello, gatekeeper!\n");
 }

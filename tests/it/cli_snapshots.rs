@@ -132,7 +132,7 @@ fn an_unknown_configuration_key() {
         ----- stdout -----
 
         ----- stderr -----
-        error: [WS]/gatekeeper.yaml:2:1: unknown field `review_roundz`, expected one of `version`, `pipeline`, `roles`, `checks`, `fix_attempts`, `review_rounds`, `require_human_approval`, `scope`, `deploy`, `ci`, `trust`, `server`, `requires_reports` at line 2 column 1 at `review_roundz`
+        error: [WS]/gatekeeper.yaml:2:1: unknown field `review_roundz`, expected one of `version`, `pipeline`, `roles`, `checks`, `fix_attempts`, `review_rounds`, `require_human_approval`, `scope`, `deploy`, `ci`, `audit`, `trust`, `server`, `requires_reports` at `review_roundz`
 
         hint: fix the key or value; `gatekeeper init` writes a commented example
         "#);

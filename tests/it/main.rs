@@ -1,5 +1,11 @@
 //! The one integration test binary (STYLE §4.1): every suite is a module here.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly by design"
+)]
+
 mod ci;
 mod cli_checks;
 mod cli_concurrency;
