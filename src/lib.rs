@@ -26,6 +26,7 @@ pub mod selfaudit;
 pub mod selftest;
 pub mod server;
 pub mod store;
+pub mod telegram_poll;
 pub mod verify_phase;
 pub mod workspace;
 

@@ -6,6 +6,7 @@ mod printer;
 mod progress;
 mod render;
 mod serve;
+mod telegram;
 mod verify_phase;
 
 use std::ffi::OsString;
@@ -144,6 +145,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a phase's acceptance scenario and write its report (SPEC §9).
     VerifyPhase(verify_phase::VerifyPhaseArgs),
+    /// Forward Telegram updates to the task API (SPEC §8.6).
+    Telegram(telegram::TelegramArgs),
     /// Check a ledger's integrity: chain, file hashes, contracts, approval binding.
     Verify {
         /// The task name.
@@ -261,6 +264,9 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
     if let Command::VerifyPhase(args) = &cli.command {
         return verify_phase::run(args, &start, env);
     }
+    if let Command::Telegram(args) = &cli.command {
+        return telegram::run(args, &start, env);
+    }
     let ctx = Context::resolve(&start, env, command_line)?;
     if cli.global.show_config {
         printer::out(&to_canonical_pretty(&ctx.config));
@@ -272,7 +278,8 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
         | Command::Keygen
         | Command::Selftest
         | Command::Serve(_)
-        | Command::VerifyPhase(_) => unreachable!("handled above"),
+        | Command::VerifyPhase(_)
+        | Command::Telegram(_) => unreachable!("handled above"),
         Command::Init { pipeline } => init(&ctx.ws, &pipeline),
         Command::New {
             task,

@@ -28,5 +28,6 @@ mod server_verify_phase;
 mod smoke;
 mod support;
 mod tamper;
+mod telegram_poll;
 mod webhooks;
 mod webhooks_verify_phase;
