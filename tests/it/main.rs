@@ -6,6 +6,7 @@
     reason = "tests fail loudly by design"
 )]
 
+mod audit;
 mod ci;
 mod cli_checks;
 mod cli_concurrency;

@@ -19,7 +19,10 @@ fn verify_phase_c_passes_with_the_seeds_metrics() {
         .expect("run verify-phase");
     let report: Value = serde_json::from_slice(
         &std::fs::read(out.path().join("phase_C_acceptance.json")).unwrap_or_else(|e| {
-            panic!("no report ({e}): {}", String::from_utf8_lossy(&output.stderr))
+            panic!(
+                "no report ({e}): {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
         }),
     )
     .expect("JSON");
