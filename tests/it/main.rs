@@ -29,6 +29,7 @@ mod server_verify_phase;
 mod smoke;
 mod support;
 mod tamper;
+mod telegram_e2e;
 mod telegram_poll;
 mod webhooks;
 mod webhooks_verify_phase;
