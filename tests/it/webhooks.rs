@@ -550,3 +550,24 @@ async fn concurrent_duplicate_telegram_messages_make_one_task() {
         15
     );
 }
+
+#[tokio::test]
+async fn oversized_bodies_get_a_json_413_on_both_routes() {
+    let server = server();
+    let big = vec![b' '; (1 << 20) + 1];
+    let sig = signature(SECRET.as_bytes(), &big);
+    server
+        .send(github("check_suite", "big-1", &big, Some(&sig)))
+        .await
+        .expect_error(413, "payload_too_large");
+    let answer = server
+        .send(
+            Request::post("/webhooks/telegram")
+                .header("content-type", "application/json")
+                .body(Body::from(big))
+                .expect("request"),
+        )
+        .await;
+    answer.expect_error(413, "payload_too_large");
+    assert_eq!(server.state.store().len(), 0);
+}
