@@ -229,7 +229,8 @@ pub fn task_of_branch(branch: &str) -> Option<TaskId> {
 
 /// The CI facts of a `check_suite`, `check_run` or `workflow_run` payload: its head branch and the
 /// `ci_status` value to store.
-fn ci_facts(event: &str, payload: &Value, delivery: &str) -> Option<(String, Value)> {
+/// (Public for the `github_webhook` fuzz target.)
+pub fn ci_facts(event: &str, payload: &Value, delivery: &str) -> Option<(String, Value)> {
     let object = match event {
         "check_suite" => payload.get("check_suite")?,
         "check_run" => payload.get("check_run")?,
