@@ -65,6 +65,9 @@ enum Command {
         /// Copy the prompt from a file.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Start from an ingested SSOT task (`ssot/<ID>.json`): its request text and correlation id.
+        #[arg(long = "from-ssot", value_name = "ID", conflicts_with_all = ["message", "file"])]
+        from_ssot: Option<String>,
     },
     /// Run one step of a task.
     Step {
@@ -285,8 +288,14 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
         Command::Init { pipeline } => init(&ctx.ws, &pipeline),
         Command::New {
             task,
+            from_ssot: Some(id),
+            ..
+        } => telegram::new_from_ssot(&ctx.ws, &TaskName::parse(&task)?, &id),
+        Command::New {
+            task,
             message,
             file,
+            from_ssot: None,
         } => new(&ctx.ws, &TaskName::parse(&task)?, message, file.as_deref()),
         Command::Step { n, task, record } => {
             let task = TaskName::parse(&task)?;

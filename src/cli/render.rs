@@ -119,11 +119,13 @@ pub(super) struct OverviewRow {
 
 /// Every task, from the journals alone (freshness is checked by `status <TASK>`).
 pub(super) fn overview(ws: &Workspace, pipeline: &Pipeline) -> Result<Vec<OverviewRow>> {
-    let mut rows = Vec::new();
-    for task in ws.task_names()? {
-        rows.push(overview_row(ws, pipeline, &task));
-    }
-    Ok(rows)
+    use rayon::prelude::*;
+    // Each ledger is read and chain-checked on its own: in parallel, in name order.
+    Ok(ws
+        .task_names()?
+        .par_iter()
+        .map(|task| overview_row(ws, pipeline, task))
+        .collect())
 }
 
 fn overview_row(ws: &Workspace, pipeline: &Pipeline, task: &TaskName) -> OverviewRow {

@@ -108,6 +108,9 @@ pub(super) fn run(args: &ServeArgs, start: &Path, env: &Env) -> Result<ExitKind>
                 "warning: GATEKEEPER_ADMIN_TOKEN is not set: create, approve and reject answer 503",
             );
         }
+        if options.webhook_secret.as_deref().is_none_or(str::is_empty) {
+            printer::note("warning: WEBHOOK_SECRET is not set: POST /webhooks/github answers 503");
+        }
         printer::out(&format!("listening on http://{bound}"));
         printer::note(&format!(
             "serving {} tasks from `{}`; dashboard at http://{bound}/",

@@ -111,3 +111,109 @@ pub(super) fn run(args: &TelegramArgs, start: &Path, env: &Env) -> Result<ExitKi
         Ok(ExitKind::Done)
     })
 }
+
+/// `gatekeeper new <TASK> --from-ssot ID`: writes the prompt of TASK from the `request_text` of
+/// `ssot/<ID>.json` (with its criteria and scope when it has them) and keeps the record's
+/// correlation id: when TASK is not ID, `ssot/<TASK>.json` is created with the same correlation id,
+/// which step 0 then journals instead of minting a new one (SPEC §2, §8.6).
+pub(super) fn new_from_ssot(
+    ws: &crate::workspace::Workspace,
+    task: &crate::workspace::TaskName,
+    raw_id: &str,
+) -> Result<ExitKind> {
+    use crate::store::files::{create_record, read_record};
+    use crate::store::{HistoryEntry, Source, StoreError, TaskId, TaskRecord, now_rfc3339};
+    use crate::workspace::Workspace;
+
+    let id = TaskId::parse(raw_id).map_err(|e| Refusal::usage(e.to_string()))?;
+    let path = ws.prompt_path(task);
+    if path.exists() {
+        return Err(Refusal::usage(format!(
+            "the prompt `{}` already exists",
+            Workspace::prompt_rel(task)
+        ))
+        .hint("edit it, or pick another task name")
+        .into());
+    }
+    let dir = ws.root().join(crate::server::state::SSOT_DIR);
+    let source = read_record(&dir, &id)?.ok_or_else(|| {
+        Refusal::usage(format!(
+            "there is no SSOT task `{id}` (no `ssot/{id}.json`)"
+        ))
+        .hint("list the ingested tasks with `GET /api/tasks`, or check the id")
+    })?;
+    if source.request_text.trim().is_empty() {
+        return Err(
+            Refusal::usage(format!("the SSOT task `{id}` has no request_text"))
+                .hint("write the prompt with `gatekeeper new <TASK> -m …` instead")
+                .into(),
+        );
+    }
+    let mut text = format!("# {task}\n\n{}\n", source.request_text.trim_end());
+    if !source.acceptance_criteria.is_empty() {
+        text.push_str("\n## Acceptance criteria\n\n");
+        for c in &source.acceptance_criteria {
+            text.push_str(&format!("- {}: {}\n", c.id, c.text));
+        }
+    }
+    if !source.declared_scope.is_empty() {
+        text.push_str("\n## Allowed paths\n\n");
+        for p in &source.declared_scope {
+            text.push_str(&format!("- `{p}`\n"));
+        }
+    }
+    if id.as_str() != task.as_str() {
+        let now = now_rfc3339();
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert("from_ssot".to_owned(), serde_json::json!(id.as_str()));
+        let record = TaskRecord {
+            task_id: task.to_string(),
+            source: Source::Cli,
+            correlation_id: source.correlation_id.clone(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            version: 1,
+            request_text: source.request_text.clone(),
+            acceptance_criteria: source.acceptance_criteria.clone(),
+            declared_scope: source.declared_scope.clone(),
+            decision: None,
+            history: vec![HistoryEntry {
+                at: now,
+                event: "created".to_owned(),
+                by: Some("cli".to_owned()),
+                version: None,
+                reason: None,
+                extra: std::collections::BTreeMap::new(),
+            }],
+            ci_status: serde_json::Value::Null,
+            pipeline: None,
+            extra,
+        };
+        match create_record(&dir, record) {
+            Ok(_) => {}
+            Err(StoreError::Exists(_)) => {
+                let tid =
+                    TaskId::parse(task.as_str()).map_err(|e| Refusal::usage(e.to_string()))?;
+                let existing = read_record(&dir, &tid)?;
+                if existing.as_ref().map(|r| r.correlation_id.as_str())
+                    != Some(source.correlation_id.as_str())
+                {
+                    return Err(Refusal::usage(format!(
+                        "`ssot/{task}.json` exists with another correlation id"
+                    ))
+                    .hint("pick another task name")
+                    .into());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    crate::fsx::write_atomic(&path, text.as_bytes())?;
+    printer::out(&format!(
+        "wrote {} from SSOT task {id} (correlation id {})",
+        Workspace::prompt_rel(task),
+        source.correlation_id
+    ));
+    printer::hint(&format!("run `gatekeeper run {task}`"));
+    Ok(ExitKind::Done)
+}

@@ -933,8 +933,10 @@ impl Run<'_, '_> {
             }
         }
         if def.kind == StepKind::Ingest && self.ledger.correlation_id().is_empty() {
-            self.ledger
-                .set_correlation_id(uuid::Uuid::now_v7().to_string());
+            // A task started from an ingested SSOT record keeps its correlation id (SPEC §2).
+            let id = ssot_correlation_id(self.engine.ws, &task)
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            self.ledger.set_correlation_id(id);
         }
         self.ledger.event(
             Some(def.id),
@@ -2103,6 +2105,16 @@ fn ssot_decision(ws: &Workspace, task: &TaskName) -> Result<Option<String>> {
         .and_then(|d| d.get("verdict"))
         .and_then(Value::as_str)
         .map(str::to_owned))
+}
+
+/// The correlation id of `ssot/<TASK>.json`, when it exists and holds a sane one (SPEC §8.6).
+fn ssot_correlation_id(ws: &Workspace, task: &TaskName) -> Option<String> {
+    let path = ws.root().join("ssot").join(format!("{task}.json"));
+    let v: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    v.get("correlation_id")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty() && c.len() <= 128 && c.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
 }
 
 /// Sort key putting `fix-10.md` after `fix-9.md`.

@@ -439,7 +439,7 @@ impl Ctx<'_> {
             scanned += 1;
             let text = String::from_utf8_lossy(&bytes);
             if let Some((line, kind)) = crate::secrets::scan(&text).first() {
-                return Ok((Outcome::Fail, format!("{p}:{line} holds a {kind}")));
+                return Ok((Outcome::Fail, format!("{p}:{line} holds a secret ({kind})")));
             }
         }
         Ok((

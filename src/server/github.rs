@@ -183,6 +183,30 @@ impl Webhooks {
     }
 }
 
+/// The raw request body, as the signature needs it: read within [`super::BODY_TIMEOUT`] (else
+/// 408), at most [`super::BODY_LIMIT`] bytes (else 413), both answered in the JSON error shape.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let read = tokio::time::timeout(super::BODY_TIMEOUT, Bytes::from_request(req, state));
+        let bytes = read
+            .await
+            .map_err(|_| ApiError::RequestTimeout)?
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::BadRequest(format!("the request body could not be read: {rejection}"))
+                }
+            })?;
+        Ok(RawBody(bytes))
+    }
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -205,7 +229,8 @@ pub fn task_of_branch(branch: &str) -> Option<TaskId> {
 
 /// The CI facts of a `check_suite`, `check_run` or `workflow_run` payload: its head branch and the
 /// `ci_status` value to store.
-fn ci_facts(event: &str, payload: &Value, delivery: &str) -> Option<(String, Value)> {
+/// (Public for the `github_webhook` fuzz target.)
+pub fn ci_facts(event: &str, payload: &Value, delivery: &str) -> Option<(String, Value)> {
     let object = match event {
         "check_suite" => payload.get("check_suite")?,
         "check_run" => payload.get("check_run")?,
@@ -286,7 +311,7 @@ fn disabled() -> Response {
 pub async fn handler(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let correlation_id = new_correlation_id();
     let delivery = header(&headers, "x-github-delivery").filter(|d| is_sane_id(d));

@@ -19,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::error::{ApiError, json_response};
+use super::github::RawBody;
 use super::state::AppState;
 use super::tasks::new_correlation_id;
 use crate::audit::AuditEvent;
@@ -136,7 +137,7 @@ pub fn record_of(message: &TextMessage) -> TaskRecord {
 pub async fn handler(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     if let Some(secret) = state.webhooks().telegram_secret() {
         let presented = headers

@@ -6,6 +6,7 @@
     reason = "tests fail loudly by design"
 )]
 
+mod audit;
 mod ci;
 mod cli_checks;
 mod cli_concurrency;
@@ -28,6 +29,7 @@ mod server_verify_phase;
 mod smoke;
 mod support;
 mod tamper;
+mod telegram_e2e;
 mod telegram_poll;
 mod webhooks;
 mod webhooks_verify_phase;

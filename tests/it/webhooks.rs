@@ -550,3 +550,66 @@ async fn concurrent_duplicate_telegram_messages_make_one_task() {
         15
     );
 }
+
+#[tokio::test]
+async fn oversized_bodies_get_a_json_413_on_both_routes() {
+    let server = server();
+    let big = vec![b' '; (1 << 20) + 1];
+    let sig = signature(SECRET.as_bytes(), &big);
+    server
+        .send(github("check_suite", "big-1", &big, Some(&sig)))
+        .await
+        .expect_error(413, "payload_too_large");
+    let answer = server
+        .send(
+            Request::post("/webhooks/telegram")
+                .header("content-type", "application/json")
+                .body(Body::from(big))
+                .expect("request"),
+        )
+        .await;
+    answer.expect_error(413, "payload_too_large");
+    assert_eq!(server.state.store().len(), 0);
+}
+
+mod properties {
+    use gatekeeper::server::github::{signature, signature_valid, task_of_branch};
+    use gatekeeper::server::telegram::text_message;
+    use gatekeeper::store::is_valid_task_id;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn only_the_exact_signature_verifies(
+            secret in proptest::collection::vec(any::<u8>(), 1..64),
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            header in ".{0,80}",
+        ) {
+            let good = signature(&secret, &body);
+            prop_assert!(signature_valid(&secret, &body, Some(&good)));
+            prop_assert_eq!(
+                signature_valid(&secret, &body, Some(&header)),
+                header.trim().eq_ignore_ascii_case(&good)
+                    && header.trim().starts_with("sha256=")
+            );
+        }
+
+        #[test]
+        fn branch_ids_are_valid_task_ids_or_nothing(branch in ".{0,200}") {
+            if let Some(id) = task_of_branch(&branch) {
+                prop_assert!(is_valid_task_id(id.as_str()));
+            }
+        }
+
+        #[test]
+        fn any_json_update_is_answered_without_panicking(raw in ".{0,300}") {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&raw) {
+                let _ = text_message(&v);
+            }
+            let wrapped = serde_json::json!({"update_id": 1, "message": {
+                "message_id": 1, "chat": {"id": 2}, "text": raw}});
+            let m = text_message(&wrapped);
+            prop_assert_eq!(m.is_ok(), !raw.trim().is_empty());
+        }
+    }
+}
