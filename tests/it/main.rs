@@ -20,6 +20,7 @@ mod cli_steps;
 mod cli_usage;
 mod cli_verdicts;
 mod dashboard;
+mod protocol;
 mod providers;
 mod server_api;
 mod server_crash;
