@@ -407,7 +407,13 @@ fn check_coverage(
         }
     }
     for p in &changes.paths {
-        if p.path.starts_with(&format!("{LEDGER_ROOT}/")) || prompts.contains(&p.path) {
+        if p.path.starts_with(&format!("{LEDGER_ROOT}/"))
+            || prompts.contains(&p.path)
+            || p.path == crate::ledger::integrity::SSOT_LOCK_REL
+            || tasks
+                .iter()
+                .any(|t| p.path == crate::ledger::integrity::ssot_rel(t))
+        {
             continue;
         }
         let holders: &[(&String, &ChangedPath)] =

@@ -109,6 +109,8 @@ enum Command {
     /// Print a new Ed25519 key pair for signing ledgers.
     Keygen,
     /// Record a human approval of a done phase, opening the next phase's gate.
+    ///
+    /// Without `--phase`: approve the task itself in `ssot/<TASK>.json` (`require_human_approval`).
     Approve {
         /// The task name.
         task: String,
@@ -334,14 +336,30 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
         Command::Ci { base, format } => ci(&ctx, base.as_deref(), &format),
         Command::Approve { task, phase, by } => {
             let task = TaskName::parse(&task)?;
-            let Some(phase) = phase else {
-                return Err(Refusal::usage("name the approved phase with `--phase N`")
-                    .hint(format!("e.g. `gatekeeper approve {task} --phase 1`"))
-                    .into());
-            };
             let by = by
                 .or_else(|| env.get("USER").map(str::to_owned))
                 .unwrap_or_else(|| "unknown".to_owned());
+            let Some(phase) = phase else {
+                // Without `--phase`: the task's SSOT decision (SPEC §8.1), through the store's
+                // locked write path.
+                let correlation_id = crate::ledger::Ledger::open(&ctx.ws, &task)
+                    .map(|l| l.correlation_id().to_owned())
+                    .unwrap_or_default();
+                let record = crate::pipeline::mirror::decide(
+                    &crate::pipeline::mirror::ssot_dir(&ctx.ws),
+                    task.as_str(),
+                    &correlation_id,
+                    crate::store::Verdict::Approved,
+                    &by,
+                    None,
+                )
+                .map_err(|e| Refusal::usage(format!("{e:#}")))?;
+                printer::out(&format!(
+                    "approved `{task}` by {by}: ssot/{task}.json is at version {}\n",
+                    record.version
+                ));
+                return Ok(ExitKind::Done);
+            };
             let outcome = ctx.engine(&Quiet).approve(&task, phase, &by)?;
             Ok(render::outcomes(&[outcome]))
         }

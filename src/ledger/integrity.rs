@@ -89,11 +89,34 @@ pub fn task_change_set(
     task: &crate::workspace::TaskName,
     base: &str,
 ) -> Result<ChangeSet> {
-    let ledger_prefix = format!("{}/", Workspace::ledger_rel(task));
-    let prompt = Workspace::prompt_rel(task);
-    let exempt = move |p: &str| p.starts_with(&ledger_prefix) || p == prompt;
+    let exempt = task_exempt(task);
     changeset::compute(&ws.repo()?, base, &exempt)
 }
+
+/// The paths that never belong to a task's change set: its ledger, its prompt, and the SSOT
+/// store's own files `ssot/<id>.json` and its lock (SPEC §8.1: pipeline tasks mirror themselves
+/// there, so a task's mirror and those of other tasks are state, not code).
+pub fn task_exempt(task: &crate::workspace::TaskName) -> impl Fn(&str) -> bool + use<> {
+    let ledger_prefix = format!("{}/", Workspace::ledger_rel(task));
+    let prompt = Workspace::prompt_rel(task);
+    move |p: &str| p.starts_with(&ledger_prefix) || p == prompt || is_ssot_file(p)
+}
+
+/// True for a file directly inside `ssot/` (a task record, the lock, a temporary file).
+#[must_use]
+pub fn is_ssot_file(p: &str) -> bool {
+    p.strip_prefix("ssot/")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+}
+
+/// `ssot/<TASK>.json`, the task's SSOT mirror.
+#[must_use]
+pub fn ssot_rel(task: &crate::workspace::TaskName) -> String {
+    format!("ssot/{task}.json")
+}
+
+/// The SSOT store's lock file.
+pub const SSOT_LOCK_REL: &str = "ssot/.lock";
 
 /// What a verification checks besides the chain and the files.
 #[derive(Clone, Debug)]
@@ -228,10 +251,38 @@ pub fn verify(ws: &Workspace, ledger: &Ledger, options: &Options) -> Result<Repo
         &options.signatures,
         &mut report,
     );
+    check_fidelity(
+        ledger.entries(),
+        &format!("{ledger_rel}/{JOURNAL}"),
+        &mut report,
+    );
     if options.binding && contract::is_journalled(ledger.entries(), "CLAUDE_FINAL_OK") {
         check_binding(ws, ledger, &mut report)?;
     }
     Ok(report)
+}
+
+/// Fidelity (SPEC §10): every fix round's `issues_sha256` must equal the hash step 6 recorded for
+/// the issues of the verdict it answers (the latest `review_issues` before it).
+pub fn check_fidelity(entries: &[Entry], journal: &str, report: &mut Report) {
+    let mut recorded: Option<&str> = None;
+    for (i, e) in entries.iter().enumerate() {
+        if e.event == events::REVIEW_ISSUES {
+            recorded = e.data_str("issues_sha256");
+        } else if e.event == events::FIX_REQUESTED
+            && let Some(expected) = recorded
+            && e.data_str("issues_sha256") != Some(expected)
+        {
+            report.findings.push(Finding {
+                path: Some(journal.to_owned()),
+                line: Some(i + 1),
+                message: format!(
+                    "fidelity: the issues sent to the fix round (sha256 {}) differ from those of verdict.json (sha256 {expected})",
+                    e.data_str("issues_sha256").unwrap_or("missing")
+                ),
+            });
+        }
+    }
 }
 
 /// Checks every `signature` line, and with `policy.required` that each contract event and the
@@ -362,9 +413,7 @@ fn check_binding(ws: &Workspace, ledger: &Ledger, report: &mut Report) -> Result
         .filter(|c| git2::Oid::from_str(c).is_ok_and(|o| repo.find_commit(o).is_ok()))
     {
         Some(commit) => {
-            let ledger_prefix = format!("{}/", Workspace::ledger_rel(ledger.task()));
-            let prompt = Workspace::prompt_rel(ledger.task());
-            let exempt = move |p: &str| p.starts_with(&ledger_prefix) || p == prompt;
+            let exempt = task_exempt(ledger.task());
             changeset::compute_between(&repo, &base, &commit, &exempt)?
         }
         None => task_change_set(ws, ledger.task(), &base)?,

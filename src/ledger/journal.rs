@@ -75,6 +75,10 @@ pub mod events {
     pub const CHANGE_SET: &str = "change_set";
     /// A review's NO sent back to the codex role.
     pub const FIX_REQUESTED: &str = "fix_requested";
+    /// Step 4's ACK was checked against the criteria and the approved scope (SPEC §10).
+    pub const ACK_CHECKED: &str = "ack_checked";
+    /// Step 6 recorded its issues (`data.issues_sha256`, the hash of the bytes a fix round sends).
+    pub const REVIEW_ISSUES: &str = "review_issues";
 }
 
 impl Entry {

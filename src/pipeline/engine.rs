@@ -17,6 +17,7 @@ use super::decisions::{Decisions, parse_decisions, parse_decisions_doc, section_
 use super::gates::{self, ContractState, Inputs, StepState, StepStatus};
 use super::patch;
 use super::prompts;
+use super::protocol;
 use super::verdict::{Verdict, parse_verdict};
 use super::{ContractPermit, Pipeline, StepDef, StepKind};
 use crate::canonical::{to_canonical_pretty, to_canonical_string};
@@ -771,8 +772,7 @@ impl Run<'_, '_> {
             .recurse_untracked_dirs(true)
             .show_untracked_content(true);
         let diff = repo.diff_tree_to_workdir_with_index(Some(&tree), Some(&mut opts))?;
-        let ledger_prefix = format!("{LEDGER_ROOT}/{}/", self.ledger.task());
-        let prompt = Workspace::prompt_rel(self.ledger.task());
+        let exempt = integrity::task_exempt(self.ledger.task());
         let mut out = String::new();
         let mut truncated = false;
         diff.print(git2::DiffFormat::Patch, |delta, _hunk, line| {
@@ -781,10 +781,7 @@ impl Run<'_, '_> {
                 .path()
                 .or_else(|| delta.old_file().path())
                 .map(|p| p.to_string_lossy().into_owned());
-            if path
-                .as_deref()
-                .is_some_and(|p| p.starts_with(&ledger_prefix) || p == prompt)
-            {
+            if path.as_deref().is_some_and(&exempt) {
                 return true;
             }
             if out.len() > limit {
@@ -843,6 +840,7 @@ impl Run<'_, '_> {
             "fixes": fixes,
             "checks": self.engine.config.checks.iter().map(|c| c.run.clone()).collect::<Vec<_>>(),
             "allowed_paths": decisions.allowed,
+            "acceptance_criteria": self.criteria()?.into_iter().map(|(id, text)| json!({"id": id, "text": text})).collect::<Vec<_>>(),
             "forbidden": decisions.forbidden,
             "repo_files": if def.template.as_deref() == Some("audit") { self.repo_files()? } else { Vec::new() },
             "diff": diff,
@@ -969,6 +967,7 @@ impl Run<'_, '_> {
                     events::STEP_FINISHED,
                     json!({"outcome": label, "reason": reason, "inputs": inputs}),
                 )?;
+                self.mirror_ssot(def, label)?;
                 if def.kind == StepKind::Commit && outcome.exit == ExitKind::Done {
                     self.commit_ledger_tail(def)?;
                 }
@@ -986,9 +985,49 @@ impl Run<'_, '_> {
                     events::STEP_FINISHED,
                     json!({"outcome": label, "reason": message, "inputs": {}}),
                 )?;
+                self.mirror_ssot(def, label)?;
                 Err(err)
             }
         }
+    }
+
+    /// Mirrors the task into `ssot/<TASK>.json` (SPEC §8.1).
+    fn mirror_ssot(&self, def: &StepDef, state: &str) -> Result<()> {
+        let l = &self.ledger;
+        let prompt = l.read("inputs/prompt.md")?;
+        let mut records = BTreeMap::new();
+        for (key, rel) in [
+            ("ack", "codex/ack.json"),
+            ("task_result", "codex/task_result.json"),
+            ("verdict", "claude/verdict.json"),
+        ] {
+            if let Some(bytes) = l.read(rel)?
+                && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+            {
+                records.insert(key.to_owned(), v);
+            }
+        }
+        let update = super::mirror::Update {
+            task: l.task().to_string(),
+            correlation_id: l.correlation_id().to_owned(),
+            step: def.id,
+            state: state.to_owned(),
+            contracts: self
+                .engine
+                .pipeline
+                .steps
+                .iter()
+                .filter_map(|s| s.contract.clone())
+                .filter(|c| self.contract_state(c) == ContractState::Valid)
+                .collect(),
+            request_text: prompt
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+            criteria: self.criteria()?,
+            declared_scope: self.decisions()?.allowed,
+            records,
+        };
+        super::mirror::mirror(&super::mirror::ssot_dir(self.engine.ws), &update)
     }
 
     /// Kind-specific prerequisites, checked before anything is written.
@@ -1026,7 +1065,7 @@ impl Run<'_, '_> {
                     .hint("commit first: `git add -A && git commit -m initial`")
                     .into());
                 }
-                let dirty = dirty_paths(&repo, &rel)?;
+                let dirty = dirty_paths(&repo, &rel, &task)?;
                 if !dirty.is_empty() {
                     let shown: Vec<String> =
                         dirty.iter().take(5).map(|p| format!("`{p}`")).collect();
@@ -1387,6 +1426,9 @@ impl Run<'_, '_> {
         if !bad.is_empty() {
             return Ok(self.scope_violation_outcome(def, bad));
         }
+        if let Some(no) = self.protocol_ack(def, &text)? {
+            return Ok(no);
+        }
         let changed = self.tree()?.paths.len();
         let mut o = Self::outcome(
             def,
@@ -1395,6 +1437,77 @@ impl Run<'_, '_> {
         );
         o.details = touched.iter().map(|p| format!("patched `{p}`")).collect();
         Ok(o)
+    }
+
+    /// The acceptance criteria of the task's prompt (SPEC §10).
+    fn criteria(&self) -> Result<Vec<protocol::Criterion>> {
+        Ok(crate::selfaudit::acceptance_criteria(
+            &self.ledger.read_text("inputs/prompt.md")?,
+        ))
+    }
+
+    /// SPEC §10 at step 4: writes `codex/ack.json` and `codex/task_result.json`; an echo rate
+    /// below 1.0 is a NO (exit 4).
+    fn protocol_ack(&mut self, def: &StepDef, text: &str) -> Result<Option<StepOutcome>> {
+        let criteria = self.criteria()?;
+        let scope = self.decisions()?.allowed;
+        let ack = protocol::parse_ack(text);
+        let report = protocol::echo_report(&criteria, &scope, &ack);
+        let ack_json = protocol::ack_json(&criteria, &scope, &ack, &report);
+        let tree = self.tree()?.clone();
+        let result = json!({
+            "task": self.task().as_str(),
+            "work_log": ack.work_log,
+            "diff_snapshot": {"change_set": tree, "digest": tree.digest()},
+        });
+        let ack_rel = def
+            .writes
+            .get(1)
+            .map_or("codex/ack.json", String::as_str)
+            .to_owned();
+        let result_rel = def
+            .writes
+            .get(2)
+            .map_or("codex/task_result.json", String::as_str)
+            .to_owned();
+        self.ledger.write_file(
+            Some(def.id),
+            &ack_rel,
+            to_canonical_pretty(&ack_json).as_bytes(),
+        )?;
+        self.ledger.write_file(
+            Some(def.id),
+            &result_rel,
+            to_canonical_pretty(&result).as_bytes(),
+        )?;
+        self.ledger.event(
+            Some(def.id),
+            events::ACK_CHECKED,
+            json!({"echo_match_rate": report.echo_match_rate, "matched": report.matched, "expected": report.expected, "missing": report.missing, "work_log": ack.work_log.len()}),
+        )?;
+        if report.matched == report.expected {
+            return Ok(None);
+        }
+        let mut o = Self::outcome(
+            def,
+            ExitKind::ReviewerNo,
+            format!(
+                "the ACK echoes {} of {} acceptance criteria and scope items exactly (echo_match_rate {:.2}); it must echo every one",
+                report.matched, report.expected, report.echo_match_rate
+            ),
+        );
+        o.details = report
+            .missing
+            .iter()
+            .map(|m| format!("not echoed verbatim: {m}"))
+            .collect();
+        o.hint = Some(format!(
+            "see `{}/{ack_rel}`; re-run `gatekeeper step {} {}`",
+            Workspace::ledger_rel(self.ledger.task()),
+            def.id,
+            self.ledger.task()
+        ));
+        Ok(Some(o))
     }
 
     fn next_fix_number(&self) -> Result<usize> {
@@ -1489,11 +1602,17 @@ impl Run<'_, '_> {
         feedback: &[String],
         round: u32,
     ) -> Result<()> {
-        let issues = self.ledger.read_text("claude/verdict.json")?;
-        let text = if feedback.is_empty() {
-            issues
-        } else {
-            feedback.join("\n")
+        // Fidelity (SPEC §10): the issues go back byte-for-byte as in verdict.json.
+        let verdict_rel = review_def
+            .writes
+            .get(1)
+            .map_or("claude/verdict.json", String::as_str);
+        let issues = serde_json::from_str::<Value>(&self.ledger.read_text(verdict_rel)?)
+            .ok()
+            .and_then(|v| v.get("issues").cloned());
+        let text = match issues {
+            Some(issues) => protocol::issues_bytes(&issues),
+            None => feedback.join("\n"),
         };
         self.ledger.event(
             Some(checks_def.id),
@@ -1537,24 +1656,50 @@ impl Run<'_, '_> {
             .verdict
             .clone()
             .unwrap_or_else(|| "CLAUDE_FINAL_OK".to_owned());
-        let verdict = parse_verdict(&text, &key);
-        let issues: Vec<String> = section_bullets(&text, |h| h.trim() == "issues")
-            .into_iter()
-            .filter(|i| !i.eq_ignore_ascii_case("none"))
+        let mut verdict = parse_verdict(&text, &key);
+        let parsed = protocol::parse_issues(&text);
+        let parsed_issues = match parsed {
+            Ok(i) => i,
+            Err((i, reason)) => {
+                verdict = Verdict::Malformed(reason);
+                i
+            }
+        };
+        let issues: Vec<String> = parsed_issues
+            .iter()
+            .map(|i| {
+                let refs: Vec<&str> = i
+                    .criterion_ref
+                    .iter()
+                    .chain(&i.work_log_ref)
+                    .map(String::as_str)
+                    .collect();
+                if refs.is_empty() {
+                    i.text.clone()
+                } else {
+                    format!("{}: {}", refs.join(" "), i.text)
+                }
+            })
             .collect();
         let out = self.write_output(def, &text)?;
         let approve = verdict.is_yes() && mechanical_ok;
+        let issues_value = serde_json::to_value(&parsed_issues)?;
         let verdict_json = json!({
             "decision": if approve { "approve" } else { "reject" },
             "verdict": verdict,
             "mechanical": {"scope_ok": report.ok, "checks_ok": checks_ok, "reasons": reasons},
-            "issues": issues.iter().enumerate().map(|(i, t)| json!({"id": format!("I-{}", i + 1), "text": t})).collect::<Vec<_>>(),
+            "issues": issues_value,
         });
         if let Some(vrel) = def.writes.get(1) {
             self.ledger.write_file(
                 Some(def.id),
                 vrel,
                 to_canonical_pretty(&verdict_json).as_bytes(),
+            )?;
+            self.ledger.event(
+                Some(def.id),
+                events::REVIEW_ISSUES,
+                json!({"count": parsed_issues.len(), "issues_sha256": sha256_hex(protocol::issues_bytes(&issues_value).as_bytes())}),
             )?;
         }
         if approve {
@@ -1823,6 +1968,14 @@ impl Run<'_, '_> {
         if root.join(&prompt).is_file() {
             index.add_path(std::path::Path::new(&prompt))?;
         }
+        for rel in [
+            integrity::ssot_rel(&task),
+            integrity::SSOT_LOCK_REL.to_owned(),
+        ] {
+            if root.join(&rel).is_file() {
+                index.add_path(std::path::Path::new(&rel))?;
+            }
+        }
         Ok(())
     }
 
@@ -1922,7 +2075,8 @@ fn parse_deploy_output(format: DeployFormat, stdout: &str) -> (Option<String>, O
 
 /// Paths that make the tree "not clean" for step 0: anything but `.ai-stack-trace/` and the
 /// task's prompt.
-fn dirty_paths(repo: &git2::Repository, prompt_rel: &str) -> Result<Vec<String>> {
+fn dirty_paths(repo: &git2::Repository, prompt_rel: &str, task: &TaskName) -> Result<Vec<String>> {
+    let exempt = integrity::task_exempt(task);
     let mut opts = git2::StatusOptions::new();
     opts.include_untracked(true)
         .recurse_untracked_dirs(true)
@@ -1931,7 +2085,7 @@ fn dirty_paths(repo: &git2::Repository, prompt_rel: &str) -> Result<Vec<String>>
     let mut out = Vec::new();
     for s in statuses.iter() {
         let Ok(path) = s.path() else { continue };
-        if path.starts_with(&format!("{LEDGER_ROOT}/")) || path == prompt_rel {
+        if path.starts_with(&format!("{LEDGER_ROOT}/")) || path == prompt_rel || exempt(path) {
             continue;
         }
         out.push(path.to_owned());

@@ -7,8 +7,10 @@ pub mod checks;
 pub mod decisions;
 pub mod engine;
 pub mod gates;
+pub mod mirror;
 pub mod patch;
 pub mod prompts;
+pub mod protocol;
 pub mod verdict;
 
 use std::path::Path;

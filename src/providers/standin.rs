@@ -213,9 +213,40 @@ fn plan(ctx: &Value) -> String {
     out
 }
 
+/// The SPEC §10 ACK and work log: every criterion and approved scope item recited verbatim.
+fn ack(ctx: &Value, work: &[String]) -> String {
+    let mut out = String::from("## ACK\n\n");
+    for c in ctx
+        .get("acceptance_criteria")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(out, "- {}: {}", s(c, "id"), s(c, "text"));
+    }
+    for p in list(ctx, "allowed_paths") {
+        let _ = writeln!(out, "- scope: `{p}`");
+    }
+    out.push_str("\n## Work log\n\n");
+    for (i, w) in work.iter().enumerate() {
+        let _ = writeln!(out, "- W-{}: {w}", i + 1);
+    }
+    out.push('\n');
+    out
+}
+
 fn implement(ctx: &Value) -> String {
     let blocks = extract_diff_blocks(s(ctx, "prompt"));
-    let mut out = String::from("# Apply\n\n");
+    let work: Vec<String> = if blocks.is_empty() {
+        vec!["changed nothing: the prompt carries no ```diff block".to_owned()]
+    } else {
+        patched_files(s(ctx, "prompt"))
+            .iter()
+            .map(|(path, _)| format!("applied the prompt's ```diff block to `{path}`"))
+            .collect()
+    };
+    let mut out = ack(ctx, &work);
+    out.push_str("# Apply\n\n");
     if blocks.is_empty() {
         out.push_str("The prompt carries no ```diff block; the stand-in changes nothing.\n");
         return out;
@@ -255,8 +286,13 @@ fn review(ctx: &Value) -> String {
     if ok {
         out.push_str("- none\n\nCLAUDE_FINAL_OK: YES\n");
     } else {
+        let criterion = ctx
+            .get("acceptance_criteria")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .map_or("AC-1", |c| s(c, "id"));
         for r in reasons.iter().filter(|r| !r.starts_with("ok:")) {
-            let _ = writeln!(out, "- AC-1: {r}");
+            let _ = writeln!(out, "- {criterion}: {r}");
         }
         out.push_str("\nCLAUDE_FINAL_OK: NO\n");
     }

@@ -55,7 +55,10 @@ fn a_fix_by_the_agent_makes_the_checks_pass_on_the_next_attempt() {
                 "implement",
                 format!(
                     "printf 'Hello, gatekeeper!\\n' > src/greeting.txt\n{}",
-                    heredoc("# Apply\n\nEdited.\n")
+                    heredoc(&format!(
+                        "{}# Apply\n\nEdited.\n",
+                        crate::support::PATCH_ACK
+                    ))
                 ),
             ),
             (
@@ -97,13 +100,22 @@ fn a_fix_that_leaves_the_approved_paths_is_exit_5() {
     let ws = Ws::new();
     let script = ws.agent(
         "codex.sh",
-        &[(
-            "fix",
-            format!(
-                "printf 'changed\\n' > README.md\n{}",
-                heredoc("# Fix\n\nTouched the README.\n")
+        &[
+            (
+                "implement",
+                heredoc(&format!(
+                    "{}# Apply\n\nNothing.\n",
+                    crate::support::PATCH_ACK
+                )),
             ),
-        )],
+            (
+                "fix",
+                format!(
+                    "printf 'changed\\n' > README.md\n{}",
+                    heredoc("# Fix\n\nTouched the README.\n")
+                ),
+            ),
+        ],
     );
     ws.config(&format!(
         "{FAILING}roles:\n  codex: {{ provider: command, argv: [\"sh\", \"{script}\"] }}\n"

@@ -213,7 +213,9 @@ fn a_patch_that_does_not_apply_is_exit_1_and_changes_nothing() {
     assert!(
         ws.git_status()
             .iter()
-            .all(|p| p.starts_with(".ai-stack-trace/") || p.starts_with("docs/")),
+            .all(|p| p.starts_with(".ai-stack-trace/")
+                || p.starts_with("docs/")
+                || p.starts_with("ssot/")),
         "{:?}",
         ws.git_status()
     );
@@ -276,7 +278,8 @@ fn an_agent_editing_outside_the_approved_paths_is_exit_5() {
 #[test]
 fn an_agent_answer_with_diff_blocks_is_not_applied_by_gatekeeper() {
     let ws = scripted_codex(heredoc(&format!(
-        "# Apply\n\nHere is the patch:\n\n{GREETING_DIFF}"
+        "{}# Apply\n\nHere is the patch:\n\n{GREETING_DIFF}",
+        crate::support::PATCH_ACK
     )));
     let run = ws.gk(&["step", "4", "t"]).expect(0);
     assert!(run.stdout.contains("0 changed path(s)"), "{}", run.stdout);
@@ -288,7 +291,10 @@ fn an_agent_answer_with_diff_blocks_is_not_applied_by_gatekeeper() {
 fn an_agent_editing_inside_the_approved_paths_runs_to_the_end() {
     let ws = scripted_codex(format!(
         "printf 'Hello, gatekeeper!\\n' > src/greeting.txt\n{}",
-        heredoc("# Apply\n\nEdited the greeting.\n")
+        heredoc(&format!(
+            "{}# Apply\n\nEdited the greeting.\n",
+            crate::support::PATCH_ACK
+        ))
     ));
     ws.gk(&["run", "t"]).expect(0);
     assert_eq!(ws.read("src/greeting.txt"), "Hello, gatekeeper!\n");

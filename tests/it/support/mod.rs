@@ -34,6 +34,9 @@ Change the greeting in `src/greeting.txt`.
 ```
 ";
 
+/// The SPEC §10 ACK and work log a step 4 answer to [`PATCH_PROMPT`] begins with.
+pub const PATCH_ACK: &str = "## ACK\n\n- AC-1: `src/greeting.txt` says `Hello, gatekeeper!`\n- scope: `src/greeting.txt`\n\n## Work log\n\n- W-1: edited `src/greeting.txt`\n\n";
+
 /// The configuration used with [`PATCH_PROMPT`]: stand-ins and one check that passes after the patch.
 pub const PATCH_CONFIG: &str = "version: 1\nchecks:\n  - { name: greeting, run: \"grep -q 'Hello, gatekeeper!' src/greeting.txt\" }\n";
 
