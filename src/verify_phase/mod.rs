@@ -12,6 +12,7 @@ pub mod load;
 pub mod phase_a;
 pub mod phase_b;
 pub mod phase_c;
+pub mod phase_d;
 pub mod report;
 
 use std::path::{Path, PathBuf};
@@ -216,32 +217,37 @@ pub struct Outcome {
 /// the report cannot be written. A failing scenario is not an error: it is a report with
 /// `pass: false`.
 pub async fn run(options: &Options) -> Result<Outcome> {
-    if matches!(options.phase, Phase::D | Phase::E) {
+    if options.phase == Phase::E {
         return Err(Refusal::usage(format!(
             "phase {} has no acceptance scenario in this build yet",
             options.phase.letter().to_ascii_lowercase()
         ))
-        .hint("run `gatekeeper verify-phase a`, `b` or `c`")
+        .hint("run `gatekeeper verify-phase a`, `b`, `c` or `d`")
         .into());
     }
-    let target = match &options.url {
-        Some(url) => Target {
+    let target = match (options.phase, &options.url) {
+        // Phase D drives the pipeline over a temporary workspace; it needs no server.
+        (Phase::D, _) => None,
+        (_, Some(url)) => Some(Target {
             http: Http::new(&load::check_loopback(url)?, options.admin_token.as_deref())?,
             local: None,
-        },
-        None => {
+        }),
+        (_, None) => {
             let (server, base, token) = LocalServer::start().await?;
-            Target {
+            Some(Target {
                 http: Http::new(&base, Some(&token))?,
                 local: Some(server),
-            }
+            })
         }
     };
     let mut builder = ReportBuilder::start(options.phase.letter(), &options.how_to_run);
-    builder.notes.push(match &options.url {
-        Some(url) => format!("target: {url} (a running server)"),
-        None => "target: a server started by the command on 127.0.0.1:0 over a temporary root"
-            .to_owned(),
+    builder.notes.push(match (options.phase, &options.url) {
+        (Phase::D, _) => "target: a temporary git workspace running the pipeline in-process with a fake executor and a fake reviewer (`command` agents); no server is needed".to_owned(),
+        (_, Some(url)) => format!("target: {url} (a running server)"),
+        (_, None) => {
+            "target: a server started by the command on 127.0.0.1:0 over a temporary root"
+                .to_owned()
+        }
     });
     // Artifacts of an earlier run would be vouched for by no report: start from an empty folder.
     let artifacts_dir = options.artifacts_dir();
@@ -249,12 +255,14 @@ pub async fn run(options: &Options) -> Result<Outcome> {
         fs_err::remove_dir_all(&artifacts_dir)?;
     }
     crate::fsx::create_dir_all(&artifacts_dir)?;
-    let artifacts = match options.phase {
-        Phase::A => phase_a::run(&target, options, &mut builder).await?,
-        Phase::C => phase_c::run(&target, options, &mut builder).await?,
-        _ => phase_b::run(&target, options, &mut builder).await?,
+    let artifacts = match (options.phase, &target) {
+        (Phase::D, _) => phase_d::run(options, &mut builder)?,
+        (Phase::A, Some(t)) => phase_a::run(t, options, &mut builder).await?,
+        (Phase::C, Some(t)) => phase_c::run(t, options, &mut builder).await?,
+        (_, Some(t)) => phase_b::run(t, options, &mut builder).await?,
+        (_, None) => return Err(anyhow::anyhow!("no server to verify against")),
     };
-    if let Some(server) = target.local {
+    if let Some(server) = target.and_then(|t| t.local) {
         server.stop().await;
     }
     let checks_path = artifacts_dir.join("checks.json");

@@ -117,6 +117,28 @@ fn phase_b_passes_with_the_seed_metrics() {
 }
 
 #[test]
+fn phase_d_passes_with_the_seed_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, report) = verify_phase("d", dir.path());
+    assert_eq!(code, 0, "{report:#}");
+    check_report(
+        &report,
+        "D",
+        &[
+            "ack_echo_match_rate",
+            "issues_with_criterion_ref_rate",
+            "traceability_pass",
+            "fidelity_pass",
+        ],
+    );
+    let m = &report["metrics"];
+    assert_eq!(m["ack_echo_match_rate"], 1.0);
+    assert_eq!(m["issues_with_criterion_ref_rate"], 1.0);
+    assert_eq!(m["traceability_pass"], true);
+    assert_eq!(m["fidelity_pass"], true);
+}
+
+#[test]
 fn a_server_that_is_not_there_fails_the_report_and_a_remote_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     // Port 9 (discard) on loopback: nothing listens there in the test environment.
