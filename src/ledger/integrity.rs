@@ -427,3 +427,45 @@ fn check_binding(ws: &Workspace, ledger: &Ledger, report: &mut Report) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod fidelity_tests {
+    use super::*;
+
+    fn entry(seq: u64, event: &str, sha: &str) -> Entry {
+        let mut data = serde_json::Map::new();
+        data.insert("issues_sha256".to_owned(), serde_json::json!(sha));
+        Entry {
+            seq,
+            ts: "2026-01-01T00:00:00Z".to_owned(),
+            task: "t".to_owned(),
+            correlation_id: "c".to_owned(),
+            step: Some(6),
+            event: event.to_owned(),
+            files: BTreeMap::new(),
+            data,
+            prev: None,
+        }
+    }
+
+    #[test]
+    fn a_fix_round_must_carry_the_hash_of_the_verdict_it_answers() {
+        let good = [
+            entry(0, events::REVIEW_ISSUES, "aa"),
+            entry(1, events::FIX_REQUESTED, "aa"),
+            entry(2, events::REVIEW_ISSUES, "bb"),
+            entry(3, events::FIX_REQUESTED, "bb"),
+        ];
+        let mut report = Report::default();
+        check_fidelity(&good, "ledger.jsonl", &mut report);
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        let bad = [
+            entry(0, events::REVIEW_ISSUES, "aa"),
+            entry(1, events::FIX_REQUESTED, "bb"),
+        ];
+        check_fidelity(&bad, "ledger.jsonl", &mut report);
+        assert_eq!(report.findings.len(), 1);
+        assert_eq!(report.findings[0].line, Some(2));
+        assert!(report.findings[0].message.contains("fidelity"));
+    }
+}
