@@ -121,6 +121,17 @@ enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Reject a task in `ssot/<TASK>.json` (step 8 then stays closed under `require_human_approval`).
+    Reject {
+        /// The task name.
+        task: String,
+        /// Who rejects (default `$USER`).
+        #[arg(long)]
+        by: Option<String>,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Self-Audit Checklist and Final Verification Rubric, every row computed by a real check.
     Audit {
         /// The task to audit (default: every task of the workspace).
@@ -362,6 +373,29 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
             };
             let outcome = ctx.engine(&Quiet).approve(&task, phase, &by)?;
             Ok(render::outcomes(&[outcome]))
+        }
+        Command::Reject { task, by, reason } => {
+            let task = TaskName::parse(&task)?;
+            let by = by
+                .or_else(|| env.get("USER").map(str::to_owned))
+                .unwrap_or_else(|| "unknown".to_owned());
+            let correlation_id = crate::ledger::Ledger::open(&ctx.ws, &task)
+                .map(|l| l.correlation_id().to_owned())
+                .unwrap_or_default();
+            let record = crate::pipeline::mirror::decide(
+                &crate::pipeline::mirror::ssot_dir(&ctx.ws),
+                task.as_str(),
+                &correlation_id,
+                crate::store::Verdict::Rejected,
+                &by,
+                reason,
+            )
+            .map_err(|e| Refusal::usage(format!("{e:#}")))?;
+            printer::out(&format!(
+                "rejected `{task}` by {by}: ssot/{task}.json is at version {}\n",
+                record.version
+            ));
+            Ok(ExitKind::Done)
         }
         Command::Audit { task, format } => audit(&ctx, task.as_deref(), &format),
         Command::Inventory { out } => {

@@ -235,3 +235,19 @@ fn step_8_waits_for_a_human_approval() {
     ws.gk(&["verify", "t"]).expect(0);
     assert!(ws.git_status().is_empty(), "{:?}", ws.git_status());
 }
+
+#[test]
+fn a_rejection_keeps_step_8_closed() {
+    let ws = Ws::with_task(
+        &format!("{PATCH_CONFIG}require_human_approval: true\n"),
+        PATCH_PROMPT,
+    );
+    ws.steps_to("t", 7);
+    ws.gk(&["reject", "t", "--by", "bob", "--reason", "not now"])
+        .expect(0);
+    let ssot = json(&ws, "ssot/t.json");
+    assert_eq!(ssot["decision"]["verdict"], "rejected");
+    assert_eq!(ssot["decision"]["reason"], "not now");
+    let run = ws.gk(&["step", "8", "t"]).expect(3);
+    assert!(run.stderr.contains("`rejected`"), "{}", run.stderr);
+}
