@@ -139,6 +139,28 @@ fn phase_d_passes_with_the_seed_metrics() {
 }
 
 #[test]
+fn phase_e_passes_with_the_seed_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, report) = verify_phase("e", dir.path());
+    assert_eq!(code, 0, "{report:#}");
+    check_report(
+        &report,
+        "E",
+        &[
+            "api_p50_ms",
+            "api_p95_ms",
+            "api_p99_ms",
+            "sse_soak_disconnect_count",
+            "sse_latency_p95_ms",
+            "error_events_written",
+        ],
+    );
+    let m = &report["metrics"];
+    assert_eq!(m["sse_soak_disconnect_count"], 0);
+    assert!(m["error_events_written"].as_u64().unwrap() >= 20);
+}
+
+#[test]
 fn a_server_that_is_not_there_fails_the_report_and_a_remote_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     // Port 9 (discard) on loopback: nothing listens there in the test environment.
