@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
     if verdict.is_yes() {
         let mut lines = text.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>();
         assert_eq!(lines.pop().map(str::trim_end), Some("CLAUDE_FINAL_OK: YES"));
-        assert!(lines.iter().all(|l| !l.trim_start().starts_with("CLAUDE_")));
+        let keys = gatekeeper::pipeline::verdict::VERDICT_KEYS;
+        assert!(lines.iter().all(|l| !keys.iter().any(|k| l.trim_start().starts_with(k))));
     }
 });
