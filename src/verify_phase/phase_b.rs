@@ -419,7 +419,20 @@ pub async fn run(
         let settled = tokio::time::timeout(Duration::from_secs(10), gone.wait_for(|n| *n == 0))
             .await
             .is_ok_and(|r| r.is_ok());
-        let lines = audit_lines(server).await?;
+        // The connection count drops before the disconnect's audit event is handed to the
+        // writer; give the last events a bounded moment to arrive.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let mut lines = audit_lines(server).await?;
+        loop {
+            let of = |name: &str| lines.iter().filter(|l| l["event"] == name).count();
+            if of("sse_client_disconnect") >= of("sse_client_connect")
+                || tokio::time::Instant::now() >= deadline
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            lines = audit_lines(server).await?;
+        }
         let count = |name: &str| lines.iter().filter(|l| l["event"] == name).count();
         let connects = count("sse_client_connect");
         let disconnect_lines = count("sse_client_disconnect");
