@@ -57,6 +57,8 @@ pub mod events {
     pub const SCOPE_CHECKED: &str = "scope_checked";
     /// A patch was applied to the working tree.
     pub const PATCH_APPLIED: &str = "patch_applied";
+    /// A check's acceptance report was read (path, sha256, pass, artifacts' hashes).
+    pub const REPORT_CHECKED: &str = "report_checked";
     /// Step 5 ran the checks once.
     pub const CHECKS_RUN: &str = "checks_run";
     /// Step 8 is about to commit.

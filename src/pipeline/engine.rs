@@ -1543,6 +1543,16 @@ impl Run<'_, '_> {
                 events::CHECKS_RUN,
                 json!({"attempt": attempt, "passed": runs.len() - failed.len(), "failed": failed}),
             )?;
+            for r in &runs {
+                if let Some(rep) = &r.report {
+                    // SPEC §9: the report's and its artifacts' hashes are journalled.
+                    self.ledger.event(
+                        Some(def.id),
+                        events::REPORT_CHECKED,
+                        json!({"check": r.name, "report": rep}),
+                    )?;
+                }
+            }
             if failed.is_empty() {
                 return Ok(Self::outcome(
                     def,

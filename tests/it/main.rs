@@ -22,6 +22,7 @@ mod cli_verdicts;
 mod dashboard;
 mod protocol;
 mod providers;
+mod reports;
 mod server_api;
 mod server_crash;
 mod server_sse;
