@@ -351,25 +351,15 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
                 .or_else(|| env.get("USER").map(str::to_owned))
                 .unwrap_or_else(|| "unknown".to_owned());
             let Some(phase) = phase else {
-                // Without `--phase`: the task's SSOT decision (SPEC §8.1), through the store's
-                // locked write path.
-                let correlation_id = crate::ledger::Ledger::open(&ctx.ws, &task)
-                    .map(|l| l.correlation_id().to_owned())
-                    .unwrap_or_default();
-                let record = crate::pipeline::mirror::decide(
-                    &crate::pipeline::mirror::ssot_dir(&ctx.ws),
-                    task.as_str(),
-                    &correlation_id,
+                // Without `--phase`: the task's SSOT decision (SPEC §8.1).
+                return decide(
+                    &ctx,
+                    &task,
                     crate::store::Verdict::Approved,
                     &by,
                     None,
-                )
-                .map_err(|e| Refusal::usage(format!("{e:#}")))?;
-                printer::out(&format!(
-                    "approved `{task}` by {by}: ssot/{task}.json is at version {}\n",
-                    record.version
-                ));
-                return Ok(ExitKind::Done);
+                    "approved",
+                );
             };
             let outcome = ctx.engine(&Quiet).approve(&task, phase, &by)?;
             Ok(render::outcomes(&[outcome]))
@@ -379,23 +369,14 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
             let by = by
                 .or_else(|| env.get("USER").map(str::to_owned))
                 .unwrap_or_else(|| "unknown".to_owned());
-            let correlation_id = crate::ledger::Ledger::open(&ctx.ws, &task)
-                .map(|l| l.correlation_id().to_owned())
-                .unwrap_or_default();
-            let record = crate::pipeline::mirror::decide(
-                &crate::pipeline::mirror::ssot_dir(&ctx.ws),
-                task.as_str(),
-                &correlation_id,
+            decide(
+                &ctx,
+                &task,
                 crate::store::Verdict::Rejected,
                 &by,
                 reason,
+                "rejected",
             )
-            .map_err(|e| Refusal::usage(format!("{e:#}")))?;
-            printer::out(&format!(
-                "rejected `{task}` by {by}: ssot/{task}.json is at version {}\n",
-                record.version
-            ));
-            Ok(ExitKind::Done)
         }
         Command::Audit { task, format } => audit(&ctx, task.as_deref(), &format),
         Command::Inventory { out } => {
@@ -522,6 +503,34 @@ fn audit(ctx: &Context<'_>, task: Option<&str>, format: &str) -> Result<ExitKind
         );
         Ok(ExitKind::Failed)
     }
+}
+
+/// Records the task's SSOT decision through the store's locked write path.
+fn decide(
+    ctx: &Context<'_>,
+    task: &TaskName,
+    verdict: crate::store::Verdict,
+    by: &str,
+    reason: Option<String>,
+    label: &str,
+) -> Result<ExitKind> {
+    let correlation_id = crate::ledger::Ledger::open(&ctx.ws, task)
+        .map(|l| l.correlation_id().to_owned())
+        .unwrap_or_default();
+    let record = crate::pipeline::mirror::decide(
+        &crate::pipeline::mirror::ssot_dir(&ctx.ws),
+        task.as_str(),
+        &correlation_id,
+        verdict,
+        by,
+        reason,
+    )
+    .map_err(|e| Refusal::usage(format!("{e:#}")))?;
+    printer::out(&format!(
+        "{label} `{task}` by {by}: ssot/{task}.json is at version {}\n",
+        record.version
+    ));
+    Ok(ExitKind::Done)
 }
 
 fn require_ledger(ws: &Workspace, task: &TaskName) -> Result<()> {

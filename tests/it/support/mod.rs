@@ -477,7 +477,7 @@ pub fn wait_for(path: &Path) {
     }
 }
 
-/// The insta settings of CLI snapshots (STYLE §4.12): variable parts replaced by placeholders.
+/// The insta settings of CLI snapshots (STYLE §4.12): variable parts replaced by bracketed markers such as `[TS]`.
 pub fn snapshot_settings(ws: Option<&Ws>) -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
     settings.set_omit_expression(true);
