@@ -470,6 +470,12 @@ impl Config {
                 )));
             }
         }
+        for (i, path) in raw.requires_reports.iter().enumerate() {
+            crate::pipeline::requires::normalize(path).map_err(|e| {
+                Refusal::usage(format!("{origin}: {e} at `requires_reports[{i}]`"))
+                    .hint("name each report relative to the workspace root, e.g. `reports/phase_A_acceptance.json`")
+            })?;
+        }
         Ok(Config::resolve(raw, sha))
     }
 

@@ -93,13 +93,38 @@ pub fn task_change_set(
     changeset::compute(&ws.repo()?, base, &exempt)
 }
 
-/// The paths that never belong to a task's change set: its ledger, its prompt, and the SSOT
-/// store's own files `ssot/<id>.json` and its lock (SPEC §8.1: pipeline tasks mirror themselves
-/// there, so a task's mirror and those of other tasks are state, not code).
+/// The paths that never belong to a task's change set: its ledger, its prompt, and the state a
+/// server rooted in the workspace keeps ([`is_state_file`]; SPEC §8.1: pipeline tasks mirror
+/// themselves into `ssot/`, so a task's mirror and those of other tasks are state, not code).
 pub fn task_exempt(task: &crate::workspace::TaskName) -> impl Fn(&str) -> bool + use<> {
     let ledger_prefix = format!("{}/", Workspace::ledger_rel(task));
     let prompt = Workspace::prompt_rel(task);
-    move |p: &str| p.starts_with(&ledger_prefix) || p == prompt || is_ssot_file(p)
+    move |p: &str| p.starts_with(&ledger_prefix) || p == prompt || is_state_file(p)
+}
+
+/// True for a file `gatekeeper serve` keeps under its root (the workspace root by default): the
+/// SSOT store's files, the audit log and the webhook delivery ids, with their temporary files.
+/// A server running beside a pipeline must not dirty the tree step 0 requires clean.
+#[must_use]
+pub fn is_state_file(p: &str) -> bool {
+    if is_ssot_file(p)
+        || p == crate::audit::EVENTS_FILE
+        || p == crate::server::github::DELIVERIES_FILE
+    {
+        return true;
+    }
+    // The atomic-write temporaries beside those files.
+    [
+        crate::audit::EVENTS_FILE,
+        crate::server::github::DELIVERIES_FILE,
+    ]
+    .iter()
+    .filter_map(|f| f.rsplit_once('/').map(|(dir, _)| dir))
+    .any(|dir| {
+        p.strip_prefix(dir)
+            .and_then(|rest| rest.strip_prefix("/.gk-tmp-"))
+            .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+    })
 }
 
 /// True for a file directly inside `ssot/` (a task record, the lock, a temporary file).
@@ -467,5 +492,35 @@ mod fidelity_tests {
         assert_eq!(report.findings.len(), 1);
         assert_eq!(report.findings[0].line, Some(2));
         assert!(report.findings[0].message.contains("fidelity"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_state_file;
+
+    #[test]
+    fn server_state_files_are_state_and_nothing_else_is() {
+        for p in [
+            "ssot/t.json",
+            "ssot/.lock",
+            "audit/events.jsonl",
+            "audit/.gk-tmp-abc123",
+            "webhooks/github_deliveries.json",
+            "webhooks/.gk-tmp-x",
+        ] {
+            assert!(is_state_file(p), "{p}");
+        }
+        for p in [
+            "ssot/sub/t.json",
+            "audit/other.rs",
+            "audit/.gk-tmp-",
+            "audit/.gk-tmp-a/b",
+            "webhooks/handler.rs",
+            "src/audit/events.jsonl",
+            "ssot/",
+        ] {
+            assert!(!is_state_file(p), "{p}");
+        }
     }
 }

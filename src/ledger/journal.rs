@@ -79,6 +79,8 @@ pub mod events {
     pub const FIX_REQUESTED: &str = "fix_requested";
     /// Step 4's ACK was checked against the criteria and the approved scope (SPEC §10).
     pub const ACK_CHECKED: &str = "ack_checked";
+    /// The reports a task requires were found passed and unchanged (SPEC §9; `data.reports`).
+    pub const REPORTS_REQUIRED: &str = "reports_required";
     /// Step 6 recorded its issues (`data.issues_sha256`, the hash of the bytes a fix round sends).
     pub const REVIEW_ISSUES: &str = "review_issues";
 }

@@ -18,6 +18,7 @@ use super::gates::{self, ContractState, Inputs, StepState, StepStatus};
 use super::patch;
 use super::prompts;
 use super::protocol;
+use super::requires;
 use super::verdict::{Verdict, parse_verdict};
 use super::{ContractPermit, Pipeline, StepDef, StepKind};
 use crate::canonical::{to_canonical_pretty, to_canonical_string};
@@ -918,6 +919,7 @@ impl Run<'_, '_> {
             &|phase| self.approval_recorded(phase),
         )?;
         self.precheck(def)?;
+        let reports = self.reports_gate(def)?;
 
         // Re-running a step withdraws the contracts of it and every later step.
         for later in self.engine.pipeline.steps.iter().filter(|s| s.id >= def.id) {
@@ -943,6 +945,13 @@ impl Run<'_, '_> {
             events::STEP_STARTED,
             json!({"name": def.name, "role": def.role}),
         )?;
+        if !reports.is_empty() {
+            self.ledger.event(
+                Some(def.id),
+                events::REPORTS_REQUIRED,
+                json!({"reports": reports}),
+            )?;
+        }
         self.engine.progress.begin(def.id, &def.name, &def.role);
         let result = self.exec_kind(def);
         self.engine.progress.end();
@@ -1028,6 +1037,92 @@ impl Run<'_, '_> {
             records,
         };
         super::mirror::mirror(&super::mirror::ssot_dir(self.engine.ws), &update)
+    }
+
+    /// The reports this task requires (SPEC §9): gatekeeper.yaml, the pipeline, then the
+    /// prompt's `## Requires reports` (the workspace's prompt file at ingest, the ledger's copy
+    /// after), normalized, without repeats.
+    fn required_reports(&self, def: &StepDef) -> Result<Vec<String>> {
+        let prompt = if def.kind == StepKind::Ingest {
+            std::fs::read_to_string(self.engine.ws.prompt_path(&self.task())).unwrap_or_default()
+        } else {
+            self.ledger.read_text("inputs/prompt.md")?
+        };
+        let from_prompt = protocol::parse_required_reports(&prompt);
+        let mut out: Vec<String> = Vec::new();
+        for (origin, path) in self
+            .engine
+            .config
+            .requires_reports
+            .iter()
+            .map(|p| ("gatekeeper.yaml", p))
+            .chain(
+                self.engine
+                    .pipeline
+                    .requires_reports
+                    .iter()
+                    .map(|p| ("the pipeline", p)),
+            )
+            .chain(from_prompt.iter().map(|p| ("the prompt", p)))
+        {
+            let path = requires::normalize(path).map_err(|e| {
+                Refusal::usage(format!("{e} (in the `requires_reports` of {origin})")).hint(
+                    "name each report relative to the workspace root, e.g. `reports/phase_A_acceptance.json`",
+                )
+            })?;
+            if !out.contains(&path) {
+                out.push(path);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Holds the task (exit 3) until every report it requires exists, says `pass: true`, and is
+    /// byte-for-byte what another task's verified ledger recorded when its check passed.
+    fn reports_gate(&self, def: &StepDef) -> Result<Vec<requires::Satisfied>> {
+        let required = self.required_reports(def)?;
+        if required.is_empty() {
+            return Ok(Vec::new());
+        }
+        let task = self.task();
+        let mut others = Vec::new();
+        for name in self.engine.ws.task_names()? {
+            if name == task {
+                continue;
+            }
+            // A ledger that cannot even be parsed records nothing.
+            if let Ok(ledger) = Ledger::open(self.engine.ws, &name) {
+                others.push(ledger);
+            }
+        }
+        let mut satisfied = Vec::new();
+        for path in &required {
+            let facts = checks::read_report(self.engine.ws.root(), path);
+            let current = requires::Current {
+                sha256: facts.sha256,
+                pass: facts.pass,
+                fail_reasons: facts.fail_reasons,
+            };
+            let mut claims = Vec::new();
+            for ledger in &others {
+                let Some(check) = requires::last_check(ledger.entries(), path) else {
+                    continue;
+                };
+                let integrity = if check.passed && check.sha256 == current.sha256 {
+                    let report = self.engine.verify(ledger.task())?;
+                    report.findings.first().map(|f| f.message.clone())
+                } else {
+                    None
+                };
+                claims.push(requires::Claim {
+                    task: ledger.task().to_string(),
+                    check,
+                    integrity,
+                });
+            }
+            satisfied.push(requires::evaluate(task.as_str(), path, &current, &claims)?);
+        }
+        Ok(satisfied)
     }
 
     /// Kind-specific prerequisites, checked before anything is written.

@@ -11,6 +11,7 @@ pub mod mirror;
 pub mod patch;
 pub mod prompts;
 pub mod protocol;
+pub mod requires;
 pub mod verdict;
 
 use std::path::Path;
@@ -116,6 +117,9 @@ pub struct Pipeline {
     pub description: String,
     /// The steps, in order.
     pub steps: Vec<StepDef>,
+    /// Acceptance reports every task of this pipeline requires (SPEC §9, [`requires`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires_reports: Vec<String>,
     /// sha256 of the definition's bytes (part of every step's inputs).
     #[serde(skip)]
     pub source_sha256: String,
@@ -177,6 +181,11 @@ impl Pipeline {
         };
         if self.steps.is_empty() {
             return bad("the pipeline has no steps".to_owned());
+        }
+        for (i, path) in self.requires_reports.iter().enumerate() {
+            if let Err(e) = requires::normalize(path) {
+                return bad(format!("{e} at `requires_reports[{i}]`"));
+            }
         }
         let mut earned: Vec<&str> = Vec::new();
         for (i, s) in self.steps.iter().enumerate() {

@@ -94,6 +94,25 @@ fn is_work_id(token: &str) -> bool {
         .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The report paths a prompt's `## Requires reports` section lists (SPEC §9), one per bullet,
+/// with surrounding backticks removed, in order, without repeats.
+#[must_use]
+pub fn parse_required_reports(prompt: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in section(prompt, "Requires reports").1 {
+        let item = item.trim();
+        let path = item
+            .strip_prefix('`')
+            .and_then(|r| r.strip_suffix('`'))
+            .unwrap_or(item)
+            .trim();
+        if !path.is_empty() && !out.iter().any(|p| p == path) {
+            out.push(path.to_owned());
+        }
+    }
+    out
+}
+
 /// Parses the `## ACK` and `## Work log` sections of a step 4 answer.
 #[must_use]
 pub fn parse_ack(text: &str) -> Ack {
@@ -267,6 +286,16 @@ mod tests {
     use super::*;
 
     const ANSWER: &str = "## ACK\n- AC-1: `a` says `b`\n* AC-2:   second  \n  + scope: `src/**`\n\n## Work log\n- W-1: did a\n- W-2: did b\n- nothing\n\n# Apply\n";
+
+    #[test]
+    fn required_reports_are_the_bullets_of_their_section() {
+        let prompt = "# Module B\n\n## Requires reports\n- `reports/phase_A_acceptance.json`\n* reports/x.json\n- `reports/x.json`\n-\n\n## Acceptance criteria\n- reports/not-this.json\n\n```\n## Requires reports\n- fenced.json\n```\n";
+        assert_eq!(
+            parse_required_reports(prompt),
+            ["reports/phase_A_acceptance.json", "reports/x.json"]
+        );
+        assert!(parse_required_reports("no such section\n- a.json\n").is_empty());
+    }
 
     #[test]
     fn parses_ack_and_work_log() {
