@@ -1591,11 +1591,18 @@ impl Run<'_, '_> {
                 report.matched, report.expected, report.echo_match_rate
             ),
         );
-        o.details = report
-            .missing
-            .iter()
-            .map(|m| format!("not echoed verbatim: {m}"))
-            .collect();
+        if ack.present && !ack.at_start {
+            o.details.push(
+                "the answer must begin with its `## ACK` section; an ACK further down is not read"
+                    .to_owned(),
+            );
+        }
+        o.details.extend(
+            report
+                .missing
+                .iter()
+                .map(|m| format!("not echoed verbatim: {m}")),
+        );
         o.hint = Some(format!(
             "see `{}/{ack_rel}`; re-run `gatekeeper step {} {}`",
             Workspace::ledger_rel(self.ledger.task()),

@@ -22,6 +22,9 @@ pub struct Ack {
     pub scope: Vec<String>,
     /// True when the answer has an `## ACK` heading.
     pub present: bool,
+    /// True when that heading is the answer's first non-blank line (SPEC §10: the answer
+    /// *begins* with its ACK). An ACK elsewhere recites nothing: `criteria` and `scope` stay empty.
+    pub at_start: bool,
     /// `- W-n: <text>` lines of the work log.
     pub work_log: Vec<WorkItem>,
 }
@@ -117,11 +120,17 @@ pub fn parse_required_reports(prompt: &str) -> Vec<String> {
 #[must_use]
 pub fn parse_ack(text: &str) -> Ack {
     let (present, items) = section(text, "ACK");
+    let at_start = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| heading_text(l.trim()))
+        .is_some_and(|h| h.eq_ignore_ascii_case("ACK"));
     let mut ack = Ack {
         present,
+        at_start,
         ..Ack::default()
     };
-    for item in items {
+    for item in items.into_iter().filter(|_| at_start) {
         let Some((head, rest)) = item.split_once(':') else {
             continue;
         };
@@ -214,6 +223,7 @@ pub fn ack_json(criteria: &[Criterion], scope: &[String], ack: &Ack, report: &Ec
         "acceptance_criteria": criteria.iter().map(|(id, text)| json!({"id": id, "text": text})).collect::<Vec<_>>(),
         "declared_scope": scope,
         "ack_present": ack.present,
+        "ack_at_start": ack.at_start,
         "echoes": {
             "criteria": ack.criteria.iter().map(|(id, text)| json!({"id": id, "text": text})).collect::<Vec<_>>(),
             "scope": ack.scope,
@@ -286,6 +296,18 @@ mod tests {
     use super::*;
 
     const ANSWER: &str = "## ACK\n- AC-1: `a` says `b`\n* AC-2:   second  \n  + scope: `src/**`\n\n## Work log\n- W-1: did a\n- W-2: did b\n- nothing\n\n# Apply\n";
+
+    #[test]
+    fn an_ack_that_is_not_at_the_start_recites_nothing() {
+        let late = format!("# Apply\n\n{ANSWER}");
+        let ack = parse_ack(&late);
+        assert!(ack.present && !ack.at_start);
+        assert!(ack.criteria.is_empty() && ack.scope.is_empty());
+        assert_eq!(ack.work_log.len(), 2, "the work log may be anywhere");
+        let padded = format!("\n  \n{ANSWER}");
+        assert!(parse_ack(&padded).at_start);
+        assert_eq!(parse_ack(&padded).criteria.len(), 2);
+    }
 
     #[test]
     fn required_reports_are_the_bullets_of_their_section() {

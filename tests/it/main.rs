@@ -20,6 +20,7 @@ mod cli_steps;
 mod cli_usage;
 mod cli_verdicts;
 mod dashboard;
+mod pipeline_live;
 mod protocol;
 mod providers;
 mod reports;

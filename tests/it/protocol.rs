@@ -185,6 +185,38 @@ fn an_ack_paraphrasing_a_criterion_is_exit_4() {
 }
 
 #[test]
+fn an_ack_that_does_not_open_the_answer_is_exit_4() {
+    let implement = format!(
+        "printf 'Hello, gatekeeper!\\n' > src/greeting.txt\n{}",
+        heredoc(&format!("I edited the greeting.\n\n{PATCH_ACK}"))
+    );
+    let ws = scripted(
+        &implement,
+        &heredoc("## Issues\n- none\n\nCLAUDE_FINAL_OK: YES\n"),
+    );
+    ws.steps_to("t", 3);
+    let run = ws.gk(&["step", "4", "t"]).expect(4);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains("must begin with its `## ACK` section"),
+        "{all}"
+    );
+    let ack = json(&ws, ".ai-stack-trace/t/codex/ack.json");
+    assert_eq!(
+        (
+            ack["ack_present"].clone(),
+            ack["ack_at_start"].clone(),
+            ack["echo_match_rate"].clone()
+        ),
+        (
+            serde_json::json!(true),
+            serde_json::json!(false),
+            serde_json::json!(0.0)
+        )
+    );
+}
+
+#[test]
 fn an_issue_without_a_criterion_makes_the_verdict_malformed() {
     let ws = scripted(
         &good_implement(),

@@ -962,7 +962,7 @@ fn answer(prompt: &str) -> String {
         ),
         2 => "# Decisions\n\n## What should change\n\nThe greeting.\n\n## What must not change\n\nEverything else.\n\n## Allowed paths\n\n- `src/greeting.txt`\n\n## Forbidden changes\n\n- `README.md`\n\nSchema changes required: NO\n\n## Target Flow Summary\n\nEdit one line, run the check, review.\n\nCLAUDE_DECISIONS_OK: YES\n".to_owned(),
         3 => "# Plan\n\n## Files to modify\n\n- `src/greeting.txt`\n\n## Changes\n\nReplace the greeting.\n\n## Verification\n\n- the greeting check passes\n".to_owned(),
-        4 => "# Apply\n\n## ACK\n\n- AC-1: `src/greeting.txt` says `Hello, gatekeeper!`\n- scope: `src/greeting.txt`\n\n## Work log\n\n- W-1: replaced the greeting in `src/greeting.txt`\n\n```diff\n--- a/src/greeting.txt\n+++ b/src/greeting.txt\n@@ -1 +1 @@\n-Hello, world!\n+Hello, gatekeeper!\n```\n".to_owned(),
+        4 => "## ACK\n\n- AC-1: `src/greeting.txt` says `Hello, gatekeeper!`\n- scope: `src/greeting.txt`\n\n## Work log\n\n- W-1: replaced the greeting in `src/greeting.txt`\n\n# Apply\n\n```diff\n--- a/src/greeting.txt\n+++ b/src/greeting.txt\n@@ -1 +1 @@\n-Hello, world!\n+Hello, gatekeeper!\n```\n".to_owned(),
         6 => "# Post-implementation audit\n\nOnly `src/greeting.txt` changed, as approved.\n\n## Issues\n\n- none\n\nCLAUDE_FINAL_OK: YES\n".to_owned(),
         7 => "# Final verification\n\n## Consistency\n\nThe change matches the decisions and the check passed.\n\n## Remaining risks\n\n- none\n".to_owned(),
         n => format!("# Step {n}\n\nNothing to do.\n"),
@@ -1430,20 +1430,20 @@ prompt=$(cat)
 case "$GATEKEEPER_STEP" in
   3) printf '# Plan\n\n## Files to modify\n\n- `src/greeting.txt`\n' ;;
   4) printf 'Hello, gatekeeper!\n' > src/greeting.txt
-     printf '# Apply\n\n## ACK\n\n- AC-1: `src/greeting.txt` says `Hello, gatekeeper!`\n- scope: `src/greeting.txt`\n\n## Work log\n\n- W-1: edited `src/greeting.txt` (task %s, role %s)\n' "$GATEKEEPER_TASK" "$GATEKEEPER_ROLE" ;;
+     printf '## ACK\n\n- AC-1: `src/greeting.txt` says `Hello, gatekeeper!`\n- scope: `src/greeting.txt`\n\n## Work log\n\n- W-1: edited `src/greeting.txt` (task %s, role %s)\n\n# Apply\n' "$GATEKEEPER_TASK" "$GATEKEEPER_ROLE" ;;
   *) printf '# Step %s\n\nnothing to do\n' "$GATEKEEPER_STEP" ;;
 esac
 "#;
 
 /// The same agent speaking `codex exec --json`.
-const CODEX_AGENT: &str = r##"#!/bin/sh
+const CODEX_AGENT: &str = r###"#!/bin/sh
 cat > /dev/null
 if [ "$GATEKEEPER_STEP" = 4 ]; then printf 'Hello, gatekeeper!\n' > src/greeting.txt; fi
 printf '%s\n' '{"type":"thread.started","thread_id":"thread-'"$GATEKEEPER_STEP"'"}'
 printf '%s\n' '{"type":"turn.started"}'
-printf '%s\n' '{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"# Step '"$GATEKEEPER_STEP"'\n\n## ACK\n\n- AC-1: `src/greeting.txt` says `Hello, gatekeeper!`\n- scope: `src/greeting.txt`\n\n## Work log\n\n- W-1: done\n"}}'
+printf '%s\n' '{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"## ACK\n\n- AC-1: `src/greeting.txt` says `Hello, gatekeeper!`\n- scope: `src/greeting.txt`\n\n## Work log\n\n- W-1: done\n\n# Step '"$GATEKEEPER_STEP"'\n"}}'
 printf '%s\n' '{"type":"turn.completed","usage":{"input_tokens":1200,"cached_input_tokens":0,"output_tokens":34}}'
-"##;
+"###;
 
 fn agent_ws(script: &str, output: &str) -> Ws {
     let ws = Ws::new();
@@ -1481,7 +1481,7 @@ fn a_codex_jsonl_agent_reports_tokens() {
     assert_eq!(ws.read("src/greeting.txt"), "Hello, gatekeeper!\n");
     assert!(
         ws.read(".ai-stack-trace/t/codex/plan.md")
-            .starts_with("# Step 3\n")
+            .ends_with("\n# Step 3\n")
     );
     let calls = provider_calls(&ws);
     let step4 = calls.iter().find(|c| c["step"] == 4).unwrap();

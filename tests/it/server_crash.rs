@@ -3,9 +3,8 @@
 //! hammer it; it is killed with SIGKILL mid-stream. Every SSOT file must still be a valid record,
 //! holding at least every write that was acknowledged, and a restarted server must load them all.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,28 +17,15 @@ const TASKS: usize = 4;
 
 /// Starts `gatekeeper serve` over `root`; returns the child and its base URL, read from stdout.
 fn spawn_server(root: &Path) -> (Child, String) {
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("gatekeeper"))
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("gatekeeper"));
+    command
         .args(["serve", "--addr", "127.0.0.1:0", "--root"])
         .arg(root)
         .current_dir(root)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GATEKEEPER_ADMIN_TOKEN", TOKEN)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gatekeeper serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (child, base)
+        .env("GATEKEEPER_ADMIN_TOKEN", TOKEN);
+    crate::server_support::spawn_serve(command)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

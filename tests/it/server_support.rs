@@ -202,3 +202,26 @@ impl Drop for Running {
         }
     }
 }
+
+/// Spawns a prepared `gatekeeper serve … --addr 127.0.0.1:0` command with stdout piped, and
+/// returns the child and the base URL its first stdout line (`listening on http://ADDR`) gives,
+/// so that tests read the address instead of sleeping.
+pub fn spawn_serve(mut command: std::process::Command) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn gatekeeper serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, base)
+}
