@@ -89,6 +89,9 @@ async fn a_pipeline_is_watched_over_sse_from_step_0_to_8_and_waits_for_an_api_ap
         })
         .await;
         seen.push((step, task["pipeline"]["state"].clone()));
+        // SPEC §8.1's status view: a task_result (step 4 on) makes the task `needs_review`.
+        let status = if step >= 4 { "needs_review" } else { "pending" };
+        assert_eq!(task["status"], status, "after step {step}");
         if step == 0 {
             assert_eq!(task["request_text"], PATCH_PROMPT);
             assert_eq!(task["source"], "cli");
