@@ -19,7 +19,7 @@ use crate::ledger::signing::Policy;
 use crate::ledger::{JOURNAL, Ledger, contract};
 use crate::pipeline::Pipeline;
 use crate::pipeline::decisions::parse_decisions;
-use crate::scope::changeset::{self, ChangeSet, ChangedPath};
+use crate::scope::changeset::{self, ChangeSet, ChangedPath, TreeChange};
 use crate::scope::{PathVerdict, ScopeRules};
 use crate::workspace::{
     CONFIG_FILE, LEDGER_ROOT, PROMPT_DIR, TaskName, Workspace, is_valid_task_name,
@@ -198,7 +198,8 @@ pub fn run(ws: &Workspace, env: &Env, base: Option<&str>) -> Result<Report> {
         }
     })?;
     let (config, pipeline) = base_policy(&repo, &base_commit)?;
-    let changes = changeset::compute_between(
+    // Only the trees are read: the approved change set is compared by git object id.
+    let changes = changeset::tree_changes(
         &repo,
         &merge_base.to_string(),
         &head.id().to_string(),
@@ -252,7 +253,7 @@ pub fn run(ws: &Workspace, env: &Env, base: Option<&str>) -> Result<Report> {
         base: base_name,
         merge_base: merge_base.to_string(),
         head: head.id().to_string(),
-        changed_paths: changes.paths.len(),
+        changed_paths: changes.len(),
         tasks: task_reports,
         findings,
         exit,
@@ -260,9 +261,9 @@ pub fn run(ws: &Workspace, env: &Env, base: Option<&str>) -> Result<Report> {
 }
 
 /// The tasks whose ledgers the PR adds or changes.
-fn pr_tasks(changes: &ChangeSet, findings: &mut Vec<Finding>) -> Vec<TaskName> {
+fn pr_tasks(changes: &[TreeChange], findings: &mut Vec<Finding>) -> Vec<TaskName> {
     let mut names = BTreeSet::new();
-    for p in &changes.paths {
+    for p in changes {
         let Some(rest) = p.path.strip_prefix(&format!("{LEDGER_ROOT}/")) else {
             continue;
         };
@@ -387,7 +388,7 @@ fn check_task(
 
 fn check_coverage(
     repo: &git2::Repository,
-    changes: &ChangeSet,
+    changes: &[TreeChange],
     tasks: &[TaskName],
     approvals: &BTreeMap<String, Approval>,
     config: &Config,
@@ -395,8 +396,7 @@ fn check_coverage(
 ) -> Result<()> {
     let exempt = ScopeRules::new(&config.ci.exempt, Vec::<String>::new()).unwrap_or_default();
     let prompts: BTreeSet<String> = tasks.iter().map(Workspace::prompt_rel).collect();
-    let in_pr: BTreeMap<&str, &ChangedPath> =
-        changes.paths.iter().map(|p| (p.path.as_str(), p)).collect();
+    let in_pr: BTreeMap<&str, &TreeChange> = changes.iter().map(|p| (p.path.as_str(), p)).collect();
     let mut approved_at: BTreeMap<&str, Vec<(&String, &ChangedPath)>> = BTreeMap::new();
     for (task, (approved, _, _)) in approvals {
         for ap in &approved.paths {
@@ -406,7 +406,7 @@ fn check_coverage(
                 .push((task, ap));
         }
     }
-    for p in &changes.paths {
+    for p in changes {
         if p.path.starts_with(&format!("{LEDGER_ROOT}/"))
             || prompts.contains(&p.path)
             || p.path == crate::ledger::integrity::SSOT_LOCK_REL
@@ -419,10 +419,14 @@ fn check_coverage(
         let holders: &[(&String, &ChangedPath)] =
             approved_at.get(p.path.as_str()).map_or(&[], Vec::as_slice);
         if let Some((task, approved)) = holders.last() {
-            if !holders
-                .iter()
-                .any(|(_, ap)| ap.sha256 == p.sha256 && ap.mode == p.mode)
-            {
+            let mut held = false;
+            for (_, ap) in holders {
+                if ap.is_held_by(repo, p)? {
+                    held = true;
+                    break;
+                }
+            }
+            if !held {
                 let line = approvals
                     .get(*task)
                     .and_then(|(_, _, c)| c.as_deref())
@@ -512,9 +516,9 @@ fn first_difference(
     repo: &git2::Repository,
     commit: &str,
     path: &str,
-    head: &ChangedPath,
+    head: &TreeChange,
 ) -> Result<Option<usize>> {
-    if head.sha256.is_none() {
+    if head.head.is_none() {
         return Ok(None);
     }
     let approved = repo.find_commit(git2::Oid::from_str(commit)?)?.tree()?;

@@ -66,7 +66,8 @@ pub fn recorded_files(entries: &[Entry]) -> BTreeMap<String, String> {
 #[must_use]
 pub fn approved_change_set(entries: &[Entry]) -> Option<ChangeSet> {
     let e = entries.iter().rev().find(|e| e.event == events::APPROVED)?;
-    serde_json::from_value(e.data.get("change_set")?.clone()).ok()
+    // Deserialized from the borrowed value: the set can hold thousands of paths.
+    serde::Deserialize::deserialize(e.data.get("change_set")?).ok()
 }
 
 /// The task's base commit, from its latest `task_started` event.

@@ -20,6 +20,84 @@ pub struct ChangedPath {
     pub sha256: Option<String>,
     /// The git file mode now (`0` when deleted).
     pub mode: u32,
+    /// The git object id of the same bytes (the blob id a commit of them records; the commit id
+    /// for submodules), so that a commit can be compared with the set without reading its blobs.
+    /// `None` when the path no longer exists, when git refused to hash the bytes (SHA-1 collision
+    /// detection), and in sets recorded before gatekeeper kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oid: Option<String>,
+}
+
+impl ChangedPath {
+    /// Whether `head` (a path of a commit) holds exactly the bytes and mode approved as `self`.
+    /// With a recorded object id this compares ids and reads nothing; a set recorded without
+    /// them (older ledgers, or bytes git refused to hash) is compared by reading the blob and
+    /// hashing it with sha256.
+    ///
+    /// # Errors
+    /// When the head blob must be read and cannot be.
+    pub fn is_held_by(&self, repo: &git2::Repository, head: &TreeChange) -> Result<bool> {
+        if self.mode != head.mode() {
+            return Ok(false);
+        }
+        let Some((id, _)) = head.head else {
+            return Ok(self.sha256.is_none());
+        };
+        if self.sha256.is_none() {
+            return Ok(false);
+        }
+        if let Some(oid) = &self.oid {
+            return Ok(git2::Oid::from_str(oid).is_ok_and(|o| o == id));
+        }
+        Ok(head.hashed(repo)?.sha256 == self.sha256)
+    }
+}
+
+/// A path that differs between two commits, as the head commit's tree records it (nothing of its
+/// content is read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeChange {
+    /// Repository-relative, `/`-separated.
+    pub path: String,
+    /// The head side's object id and git file mode; `None` when the head has no such path.
+    pub head: Option<(git2::Oid, u32)>,
+}
+
+impl TreeChange {
+    /// The git file mode at the head (`0` when deleted).
+    #[must_use]
+    pub fn mode(&self) -> u32 {
+        self.head.map_or(0, |(_, m)| m)
+    }
+
+    /// The head side with its content hash (reads the blob; a submodule's hash is its commit id).
+    ///
+    /// # Errors
+    /// When the blob cannot be read.
+    pub fn hashed(&self, repo: &git2::Repository) -> Result<ChangedPath> {
+        let Some((id, mode)) = self.head else {
+            return Ok(ChangedPath {
+                path: self.path.clone(),
+                sha256: None,
+                mode: 0,
+                oid: None,
+            });
+        };
+        let sha = if mode == 0o160_000 {
+            id.to_string()
+        } else {
+            let blob = repo
+                .find_blob(id)
+                .with_context(|| format!("failed to read `{}` ({id})", self.path))?;
+            sha256_hex(blob.content())
+        };
+        Ok(ChangedPath {
+            path: self.path.clone(),
+            sha256: Some(sha),
+            mode,
+            oid: Some(id.to_string()),
+        })
+    }
 }
 
 /// The change set: sorted, unique paths.
@@ -148,29 +226,57 @@ fn current_state(workdir: &Path, path: &str, delta: &git2::DiffDelta<'_>) -> Res
                 path: path.to_owned(),
                 sha256: None,
                 mode: 0,
+                oid: None,
             });
         }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("failed to stat `{path}`"))),
     };
-    let (sha, mode) = if meta.file_type().is_symlink() {
+    let (sha, oid, mode) = if meta.file_type().is_symlink() {
         let target = std::fs::read_link(&full)
             .with_context(|| format!("failed to read the link `{path}`"))?;
-        (sha256_hex(target.as_os_str().as_encoded_bytes()), 0o120_000)
+        let bytes = target.as_os_str().as_encoded_bytes();
+        (sha256_hex(bytes), blob_id(bytes), 0o120_000)
     } else if meta.is_dir() {
         // A submodule: its checked-out commit, as git reports it.
-        (delta.new_file().id().to_string(), 0o160_000)
+        let id = delta.new_file().id().to_string();
+        (id.clone(), Some(id), 0o160_000)
     } else {
         let exec = is_executable(&meta);
-        (
-            sha256_file(&full).with_context(|| format!("failed to hash `{path}`"))?,
-            if exec { 0o100_755 } else { 0o100_644 },
-        )
+        let (sha, oid) =
+            hash_file(&full, meta.len()).with_context(|| format!("failed to hash `{path}`"))?;
+        (sha, oid, if exec { 0o100_755 } else { 0o100_644 })
     };
     Ok(ChangedPath {
         path: path.to_owned(),
         sha256: Some(sha),
         mode,
+        oid,
     })
+}
+
+/// Files up to this size are read once and both hashes taken from the same bytes.
+const READ_WHOLE: u64 = 16 << 20;
+
+/// The sha256 and git blob id of a file's bytes.
+fn hash_file(path: &Path, len: u64) -> Result<(String, Option<String>)> {
+    if len <= READ_WHOLE {
+        let bytes = fs_err::read(path)?;
+        return Ok((sha256_hex(&bytes), blob_id(&bytes)));
+    }
+    let sha = sha256_file(path)?;
+    // Streamed by libgit2 (no filters: the raw bytes, as sha256 saw them).
+    let oid = git2::Oid::hash_file(git2::ObjectType::Blob, path)
+        .ok()
+        .map(|o| o.to_string());
+    Ok((sha, oid))
+}
+
+/// The git blob id of `bytes`; `None` when git refuses to hash them (its SHA-1 collision
+/// detection flagged them), which leaves the binding of that path to sha256 alone.
+fn blob_id(bytes: &[u8]) -> Option<String> {
+    git2::Oid::hash_object(git2::ObjectType::Blob, bytes)
+        .ok()
+        .map(|o| o.to_string())
 }
 
 #[cfg(unix)]
@@ -185,16 +291,35 @@ fn is_executable(_meta: &std::fs::Metadata) -> bool {
 }
 
 /// Computes the change set between two commits (what a committed task changed), with the content
-/// hashes of the `head` side. Used for finished tasks and by the CI gate.
+/// hashes of the `head` side. Used for finished tasks.
 ///
 /// # Errors
-/// When git cannot diff or a path is not UTF-8.
+/// When git cannot diff, a path is not UTF-8 or a blob cannot be read.
 pub fn compute_between(
     repo: &git2::Repository,
     base: &str,
     head: &str,
     exempt: &dyn Fn(&str) -> bool,
 ) -> Result<ChangeSet> {
+    Ok(ChangeSet {
+        paths: tree_changes(repo, base, head, exempt)?
+            .iter()
+            .map(|c| c.hashed(repo))
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// The paths that differ between two commits, sorted, with the head side's object ids: only the
+/// trees are read, never a blob (what `git diff --name-only` reads). Used by the CI gate.
+///
+/// # Errors
+/// When a commit or tree cannot be read or a path is not UTF-8.
+pub fn tree_changes(
+    repo: &git2::Repository,
+    base: &str,
+    head: &str,
+    exempt: &dyn Fn(&str) -> bool,
+) -> Result<Vec<TreeChange>> {
     let tree_of = |rev: &str| -> Result<git2::Tree<'_>> {
         let oid = git2::Oid::from_str(rev).with_context(|| format!("invalid commit `{rev}`"))?;
         Ok(repo
@@ -205,9 +330,7 @@ pub fn compute_between(
     let (old, new) = (tree_of(base)?, tree_of(head)?);
     let mut seen = BTreeMap::new();
     diff_trees(repo, Some(&old), Some(&new), "", exempt, &mut seen)?;
-    Ok(ChangeSet {
-        paths: seen.into_values().collect(),
-    })
+    Ok(seen.into_values().collect())
 }
 
 /// A merge-walk of two trees that skips identical subtrees, as git does: only the folders that
@@ -218,7 +341,7 @@ fn diff_trees(
     new: Option<&git2::Tree<'_>>,
     prefix: &str,
     exempt: &dyn Fn(&str) -> bool,
-    out: &mut BTreeMap<String, ChangedPath>,
+    out: &mut BTreeMap<String, TreeChange>,
 ) -> Result<()> {
     let entries = |t: Option<&git2::Tree<'_>>| -> Result<BTreeMap<String, (git2::Oid, i32)>> {
         let mut m = BTreeMap::new();
@@ -264,27 +387,10 @@ fn diff_trees(
         if exempt(&path) {
             continue;
         }
-        let entry = match y.filter(|(_, m)| *m != 0o040_000) {
-            None => ChangedPath {
-                path: path.clone(),
-                sha256: None,
-                mode: 0,
-            },
-            Some((id, mode)) => {
-                let mode = u32::try_from(*mode).unwrap_or(0);
-                let sha = if mode == 0o160_000 {
-                    id.to_string()
-                } else {
-                    sha256_hex(repo.find_blob(*id)?.content())
-                };
-                ChangedPath {
-                    path: path.clone(),
-                    sha256: Some(sha),
-                    mode,
-                }
-            }
-        };
-        out.insert(path, entry);
+        let head = y
+            .filter(|(_, m)| *m != 0o040_000)
+            .map(|(id, mode)| (*id, u32::try_from(*mode).unwrap_or(0)));
+        out.insert(path.clone(), TreeChange { path, head });
     }
     Ok(())
 }

@@ -64,6 +64,46 @@ fn a_file_edited_after_approval_fails_with_the_line() {
     );
 }
 
+/// A ledger written before change sets carried git object ids, as a fresh clone sees it (no local
+/// journal head): the gate falls back to reading the blobs and comparing sha256, so such a PR
+/// still passes and an edit after approval still fails.
+#[test]
+fn a_ledger_without_object_ids_is_compared_by_content() {
+    let (ws, base) = governed(PATCH_CONFIG);
+    crate::tamper::rechain(&ws, |entries| {
+        for e in entries.iter_mut().filter(|e| e["event"] == "approved") {
+            for p in e["data"]["change_set"]["paths"].as_array_mut().unwrap() {
+                assert!(p.as_object_mut().unwrap().remove("oid").is_some());
+            }
+        }
+    });
+    std::fs::remove_file(ws.path(".git/gatekeeper/heads/t")).unwrap();
+    ws.commit("the ledger as an older gatekeeper wrote it");
+    ci(&ws, &base).expect(0);
+    ws.file("src/greeting.txt", "Hello, attacker!\n");
+    ws.commit("later edit");
+    let run = ci(&ws, &base).expect(7);
+    assert!(
+        run.stdout.contains("edited after approval"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// The object id recorded at approval decides: a PR whose blob differs from it fails even though
+/// path and mode are unchanged, and restoring the approved bytes passes again.
+#[test]
+fn the_approved_object_id_binds_the_content() {
+    let (ws, base) = governed(PATCH_CONFIG);
+    let approved = ws.read("src/greeting.txt");
+    ws.file("src/greeting.txt", &approved.replace('!', "?"));
+    ws.commit("same length, other bytes");
+    ci(&ws, &base).expect(7);
+    ws.file("src/greeting.txt", &approved);
+    ws.commit("back to the approved bytes");
+    ci(&ws, &base).expect(0);
+}
+
 #[test]
 fn a_forged_contract_fails() {
     let ws = Ws::new();

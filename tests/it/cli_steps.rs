@@ -143,6 +143,14 @@ fn step_6_writes_the_review_the_verdict_json_and_the_final_contract() {
         .clone();
     assert_eq!(paths.len(), 1, "{paths:?}");
     assert_eq!(paths[0]["path"], "src/greeting.txt");
+    // Beside the sha256, the git blob id of the same bytes, which `ci` compares with the PR's tree.
+    let bytes = std::fs::read(ws.path("src/greeting.txt")).expect("greeting");
+    assert_eq!(
+        paths[0]["sha256"],
+        gatekeeper::hash::sha256_hex(&bytes).as_str()
+    );
+    let blob = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes).expect("blob id");
+    assert_eq!(paths[0]["oid"], blob.to_string().as_str());
 }
 
 #[test]

@@ -30,7 +30,7 @@ fn write_lines(ws: &Ws, lines: &[String]) {
 
 /// Rewrites the journal through `edit`, then recomputes `seq` and `prev` so the chain is
 /// consistent again (what a forger without the signing key can do).
-fn rechain(ws: &Ws, edit: impl FnOnce(&mut Vec<Value>)) {
+pub(crate) fn rechain(ws: &Ws, edit: impl FnOnce(&mut Vec<Value>)) {
     let mut entries: Vec<Value> = lines(ws)
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
