@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::canonical::to_canonical_string;
 use crate::hash::sha256_hex;
 
 /// One journal line.
@@ -85,11 +84,54 @@ pub mod events {
     pub const REVIEW_ISSUES: &str = "review_issues";
 }
 
+/// An entry's fields in canonical (sorted) key order. `data` and every object inside it are
+/// `serde_json` maps, sorted by key as long as `preserve_order` stays off (`crate::canonical`),
+/// so serialising this directly gives the canonical line without building a `Value` first.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    correlation_id: &'a str,
+    data: &'a Map<String, Value>,
+    event: &'a str,
+    files: &'a BTreeMap<String, String>,
+    prev: &'a Option<String>,
+    seq: u64,
+    step: Option<u32>,
+    task: &'a str,
+    ts: &'a str,
+}
+
+impl<'a> From<&'a Entry> for Canonical<'a> {
+    fn from(e: &'a Entry) -> Self {
+        Canonical {
+            correlation_id: &e.correlation_id,
+            data: &e.data,
+            event: &e.event,
+            files: &e.files,
+            prev: &e.prev,
+            seq: e.seq,
+            step: e.step,
+            task: &e.task,
+            ts: &e.ts,
+        }
+    }
+}
+
 impl Entry {
     /// The canonical line (no newline).
     #[must_use]
     pub fn encode(&self) -> String {
-        to_canonical_string(self)
+        let mut out = Vec::with_capacity(256);
+        serde_json::to_writer(&mut out, &Canonical::from(self))
+            .expect("a journal entry serializes to JSON");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+
+    /// True when `line` is exactly this entry's canonical line. `buf` is scratch space, reused
+    /// from line to line so that checking a journal allocates once.
+    #[must_use]
+    pub fn is_encoded_as(&self, line: &str, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        serde_json::to_writer(&mut *buf, &Canonical::from(self)).is_ok() && buf == line.as_bytes()
     }
 
     /// A string field of `data`.
@@ -131,13 +173,14 @@ pub fn parse_chain(bytes: &[u8], task: &str) -> Result<Vec<Entry>, ChainError> {
         });
     }
     let mut entries = Vec::new();
+    let mut buf = Vec::new();
     let mut prev: Option<String> = None;
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         let fail = |message: String| ChainError { line: n, message };
         let entry: Entry =
             serde_json::from_str(line).map_err(|e| fail(format!("not a journal entry: {e}")))?;
-        if entry.encode() != line {
+        if !entry.is_encoded_as(line, &mut buf) {
             return Err(fail(
                 "the line is not in canonical form: it was edited".to_owned(),
             ));
@@ -209,6 +252,29 @@ mod tests {
     }
 
     #[test]
+    fn the_direct_encoding_is_the_canonical_one() {
+        let mut e = entry(7, Some("ab".repeat(32)));
+        e.step = None;
+        e.files.insert("z/b.md".into(), "1".repeat(64));
+        e.files.insert("a \"q\"\n".into(), "2".repeat(64));
+        e.data = serde_json::json!({
+            "zeta": [1, -2, 2.5, null, true, "é\u{1}"],
+            "alpha": {"b": {"d": 1, "c": 2}, "a": []},
+            "mid": u64::MAX,
+        })
+        .as_object()
+        .cloned()
+        .unwrap();
+        let canonical = crate::canonical::to_canonical_string(&e);
+        assert_eq!(e.encode(), canonical);
+        let mut buf = Vec::new();
+        assert!(e.is_encoded_as(&canonical, &mut buf));
+        assert!(!e.is_encoded_as(&canonical[..canonical.len() - 1], &mut buf));
+        assert!(!e.is_encoded_as(&format!("{canonical} "), &mut buf));
+        assert!(!e.is_encoded_as(&canonical.replace("\"alpha\":", "\"alpha\": "), &mut buf));
+    }
+
+    #[test]
     fn valid_chain_parses() {
         assert_eq!(parse_chain(&join(&chain(5)), "t").unwrap().len(), 5);
         assert!(parse_chain(b"", "t").unwrap().is_empty());
@@ -236,6 +302,28 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn the_direct_encoding_is_canonical_for_any_entry(
+            files in proptest::collection::btree_map(".{0,8}", "[0-9a-f]{0,8}", 0..4),
+            strings in proptest::collection::btree_map(".{0,8}", ".{0,8}", 0..4),
+            numbers in proptest::collection::btree_map(".{0,8}", proptest::num::i64::ANY, 0..4),
+            floats in proptest::collection::vec(-1e300f64..1e300, 0..3),
+            step in proptest::option::of(proptest::num::u32::ANY),
+            seq in proptest::num::u64::ANY,
+        ) {
+            let mut e = entry(seq, None);
+            e.step = step;
+            e.files = files;
+            let nested: Map<String, Value> =
+                numbers.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
+            e.data = strings.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
+            e.data.insert("nested".into(), Value::Object(nested));
+            e.data.insert("floats".into(), Value::from(floats));
+            let canonical = crate::canonical::to_canonical_string(&e);
+            proptest::prop_assert_eq!(&e.encode(), &canonical);
+            proptest::prop_assert!(e.is_encoded_as(&canonical, &mut Vec::new()));
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
             let _ = parse_chain(&bytes, "t");
