@@ -328,69 +328,229 @@ pub fn tree_changes(
             .tree()?)
     };
     let (old, new) = (tree_of(base)?, tree_of(head)?);
-    let mut seen = BTreeMap::new();
-    diff_trees(repo, Some(&old), Some(&new), "", exempt, &mut seen)?;
-    Ok(seen.into_values().collect())
+    let mut out = Vec::new();
+    diff_trees(repo, Some(&old), Some(&new), "", exempt, &mut out)?;
+    // Sorted by path, one change per path; a tree naming one entry twice (which git itself
+    // refuses) keeps its last, as a map keyed by path would.
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out.dedup_by(|later, kept| {
+        let same = later.path == kept.path;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+    Ok(out)
 }
 
 /// A merge-walk of two trees that skips identical subtrees, as git does: only the folders that
-/// differ are read. Records the head side of every differing blob, link or submodule.
+/// differ are read, and nothing is allocated for the entries that are equal. Records the head side
+/// of every differing blob, link or submodule.
 fn diff_trees(
     repo: &git2::Repository,
     old: Option<&git2::Tree<'_>>,
     new: Option<&git2::Tree<'_>>,
     prefix: &str,
     exempt: &dyn Fn(&str) -> bool,
-    out: &mut BTreeMap<String, TreeChange>,
+    out: &mut Vec<TreeChange>,
 ) -> Result<()> {
-    let entries = |t: Option<&git2::Tree<'_>>| -> Result<BTreeMap<String, (git2::Oid, i32)>> {
-        let mut m = BTreeMap::new();
-        if let Some(t) = t {
-            for e in t.iter() {
-                let name = e
-                    .name()
-                    .map_err(|_| anyhow!("a path under `{prefix}` is not UTF-8"))?
-                    .to_owned();
-                m.insert(name, (e.id(), e.filemode()));
-            }
+    use std::cmp::Ordering;
+    let (a, b) = (in_git_order(old), in_git_order(new));
+    let (mut i, mut j) = (0, 0);
+    loop {
+        // `x` and `y` carry the same name and kind when both are present: a blob and a tree of
+        // one name have different keys, so they come out as a deletion and an addition.
+        let (x, y) = match (a.get(i), b.get(j)) {
+            (None, None) => break,
+            (Some(x), None) => (Some(x), None),
+            (None, Some(y)) => (None, Some(y)),
+            (Some(x), Some(y)) => match git_order(x, y) {
+                Ordering::Less => (Some(x), None),
+                Ordering::Greater => (None, Some(y)),
+                Ordering::Equal => (Some(x), Some(y)),
+            },
+        };
+        i += usize::from(x.is_some());
+        j += usize::from(y.is_some());
+        if let (Some(x), Some(y)) = (x, y)
+            && x.id() == y.id()
+            && x.filemode() == y.filemode()
+        {
+            continue;
         }
-        Ok(m)
-    };
-    let (a, b) = (entries(old)?, entries(new)?);
-    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    for name in names {
+        let Some(entry) = x.or(y) else { break };
+        let name = entry
+            .name()
+            .map_err(|_| anyhow!("a path under `{prefix}` is not UTF-8"))?;
         let path = if prefix.is_empty() {
-            name.clone()
+            name.to_owned()
         } else {
             format!("{prefix}/{name}")
         };
-        let (x, y) = (a.get(name), b.get(name));
-        if x == y {
-            continue;
-        }
-        let is_tree = |e: Option<&(git2::Oid, i32)>| e.is_some_and(|(_, m)| *m == 0o040_000);
-        if is_tree(x) || is_tree(y) {
-            let sub = |e: Option<&(git2::Oid, i32)>| -> Result<Option<git2::Tree<'_>>> {
-                match e {
-                    Some((id, 0o040_000)) => Ok(Some(repo.find_tree(*id)?)),
-                    _ => Ok(None),
-                }
-            };
+        if is_tree(entry) {
+            let sub =
+                |e: Option<&git2::TreeEntry<'_>>| e.map(|e| repo.find_tree(e.id())).transpose();
             let (tx, ty) = (sub(x)?, sub(y)?);
             diff_trees(repo, tx.as_ref(), ty.as_ref(), &path, exempt, out)?;
-            // A blob replaced by a tree (or the reverse): the blob side is a change too.
-            let blob_side = if is_tree(x) { y } else { x };
-            if blob_side.is_none() || (is_tree(x) && is_tree(y)) {
-                continue;
-            }
+            continue;
         }
         if exempt(&path) {
             continue;
         }
-        let head = y
-            .filter(|(_, m)| *m != 0o040_000)
-            .map(|(id, mode)| (*id, u32::try_from(*mode).unwrap_or(0)));
-        out.insert(path.clone(), TreeChange { path, head });
+        let head = y.map(|e| (e.id(), u32::try_from(e.filemode()).unwrap_or(0)));
+        out.push(TreeChange { path, head });
     }
     Ok(())
+}
+
+fn is_tree(e: &git2::TreeEntry<'_>) -> bool {
+    e.filemode() == 0o040_000
+}
+
+/// git's tree order: by name bytes, a tree's name as if it ended in `/`.
+fn git_order(a: &git2::TreeEntry<'_>, b: &git2::TreeEntry<'_>) -> std::cmp::Ordering {
+    let slash = |e: &git2::TreeEntry<'_>| -> &'static [u8] { if is_tree(e) { b"/" } else { b"" } };
+    let (x, y) = (a.name_bytes(), b.name_bytes());
+    x.iter().chain(slash(a)).cmp(y.iter().chain(slash(b)))
+}
+
+/// A tree's entries in git's order. git writes them so; sorting again (linear on sorted input)
+/// keeps the walk exact on a tree written out of order by another tool.
+fn in_git_order<'t>(tree: Option<&'t git2::Tree<'_>>) -> Vec<git2::TreeEntry<'t>> {
+    let mut entries: Vec<git2::TreeEntry<'t>> =
+        tree.map(|t| t.iter().collect()).unwrap_or_default();
+    entries.sort_by(git_order);
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    /// Builds a tree from `path → (content, mode)`.
+    fn build(repo: &git2::Repository, files: &BTreeMap<String, (u8, i32)>) -> git2::Oid {
+        fn level(repo: &git2::Repository, files: &[(Vec<&str>, git2::Oid, i32)]) -> git2::Oid {
+            let mut tb = repo.treebuilder(None).unwrap();
+            let mut dirs: BTreeMap<&str, Vec<(Vec<&str>, git2::Oid, i32)>> = BTreeMap::new();
+            for (parts, id, mode) in files {
+                if parts.len() == 1 {
+                    tb.insert(parts[0], *id, *mode).unwrap();
+                } else {
+                    dirs.entry(parts[0])
+                        .or_default()
+                        .push((parts[1..].to_vec(), *id, *mode));
+                }
+            }
+            for (name, sub) in dirs {
+                tb.insert(name, level(repo, &sub), 0o040_000).unwrap();
+            }
+            tb.write().unwrap()
+        }
+        let blobs: Vec<(Vec<&str>, git2::Oid, i32)> = files
+            .iter()
+            .map(|(p, (c, m))| (p.split('/').collect(), repo.blob(&[*c]).unwrap(), *m))
+            .collect();
+        level(repo, &blobs)
+    }
+
+    fn commit(repo: &git2::Repository, tree: git2::Oid) -> String {
+        let sig = git2::Signature::new("t", "t@example.invalid", &git2::Time::new(0, 0)).unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        repo.commit(None, &sig, &sig, "t", &tree, &[])
+            .unwrap()
+            .to_string()
+    }
+
+    /// Paths over names that sort differently as files and as folders (`a` < `a-b` < `a.b` <
+    /// `a/`), with no path both a file and a folder.
+    fn files() -> impl Strategy<Value = BTreeMap<String, (u8, i32)>> {
+        let name = prop::sample::select(vec!["a", "a-b", "a.b", "b"]);
+        let path = prop::collection::vec(name, 1..4).prop_map(|p| p.join("/"));
+        let mode = prop::sample::select(vec![0o100_644, 0o100_755, 0o120_000]);
+        prop::collection::btree_map(path, (0u8..3, mode), 0..12).prop_map(|mut m| {
+            let dirs: BTreeSet<String> = m
+                .keys()
+                .flat_map(|p| {
+                    p.match_indices('/')
+                        .map(|(i, _)| p[..i].to_owned())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            m.retain(|p, _| !dirs.contains(p));
+            m
+        })
+    }
+
+    proptest! {
+        /// The merge-walk finds exactly the paths libgit2's own tree diff finds, with the head
+        /// side's object id and mode.
+        #[test]
+        fn tree_changes_match_git_diff(old in files(), new in files()) {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = git2::Repository::init_bare(dir.path()).unwrap();
+            let (a, b) = (build(&repo, &old), build(&repo, &new));
+            let (ca, cb) = (commit(&repo, a), commit(&repo, b));
+            let ours = super::tree_changes(&repo, &ca, &cb, &|_| false).unwrap();
+            let (ta, tb) = (repo.find_tree(a).unwrap(), repo.find_tree(b).unwrap());
+            let diff = repo.diff_tree_to_tree(Some(&ta), Some(&tb), None).unwrap();
+            let mut theirs = BTreeSet::new();
+            for d in diff.deltas() {
+                for f in [d.old_file(), d.new_file()] {
+                    if let Some(p) = f.path() {
+                        theirs.insert(p.to_str().unwrap().to_owned());
+                    }
+                }
+            }
+            let paths: BTreeSet<String> = ours.iter().map(|c| c.path.clone()).collect();
+            prop_assert_eq!(&paths, &theirs);
+            prop_assert_eq!(paths.len(), ours.len());
+            for c in &ours {
+                let entry = tb.get_path(std::path::Path::new(&c.path)).ok();
+                let expected = entry
+                    .filter(|e| e.filemode() != 0o040_000)
+                    .map(|e| (e.id(), u32::try_from(e.filemode()).unwrap()));
+                prop_assert_eq!(c.head, expected, "{}", c.path);
+            }
+        }
+    }
+
+    #[test]
+    fn a_path_is_held_by_the_same_object_id_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let id = repo.blob(b"approved\n").unwrap();
+        let other = repo.blob(b"edited\n").unwrap();
+        let approved = super::ChangedPath {
+            path: "f".into(),
+            sha256: Some(crate::hash::sha256_hex(b"approved\n")),
+            mode: 0o100_644,
+            oid: Some(id.to_string()),
+        };
+        let head = |head| super::TreeChange {
+            path: "f".into(),
+            head,
+        };
+        let held = |a: &super::ChangedPath, h| a.is_held_by(&repo, &head(h)).unwrap();
+        assert!(held(&approved, Some((id, 0o100_644))));
+        assert!(!held(&approved, Some((other, 0o100_644))));
+        assert!(!held(&approved, Some((id, 0o100_755))));
+        assert!(!held(&approved, None));
+        // Recorded without an object id: the blob is read and its sha256 compared.
+        let old = super::ChangedPath {
+            oid: None,
+            ..approved.clone()
+        };
+        assert!(held(&old, Some((id, 0o100_644))));
+        assert!(!held(&old, Some((other, 0o100_644))));
+        let deleted = super::ChangedPath {
+            path: "f".into(),
+            sha256: None,
+            mode: 0,
+            oid: None,
+        };
+        assert!(held(&deleted, None));
+        assert!(!held(&deleted, Some((id, 0o100_644))));
+    }
 }
