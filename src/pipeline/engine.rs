@@ -1484,11 +1484,16 @@ impl Run<'_, '_> {
                 None => format!("`{}`: outside the approved paths", p.path),
             })
             .collect();
-        let tree = self.tree()?.clone();
+        // The set itself is not journalled here: its digest and size are, and the full set is
+        // recorded where it is bound (`codex/task_result.json` at step 4, `approved` at step 6).
+        // A journal line listing every changed path at each check made the journal grow with
+        // the change and every gate and `ci` slower to parse it (docs/performance.md).
+        let tree = self.tree()?;
+        let (digest, changed) = (tree.digest(), tree.paths.len());
         self.ledger.event(
             Some(def.id),
             events::SCOPE_CHECKED,
-            json!({"ok": bad.is_empty(), "violations": bad, "change_set": tree, "digest": tree.digest()}),
+            json!({"ok": bad.is_empty(), "violations": bad, "digest": digest, "changed_paths": changed}),
         )?;
         Ok(bad)
     }

@@ -655,16 +655,27 @@ fn gates_followed(pipeline: &Pipeline, ledger: &Ledger, journal: &str) -> Checke
     (Outcome::Pass, format!("{journal}:{last_line}"))
 }
 
-/// The change set a task approved, or else the last one it recorded.
+/// The change set a task approved, or else the last one it recorded: the latest phase
+/// `change_set` event (or `scope_checked` of a ledger written when those carried the set), else
+/// step 4's `diff_snapshot` in `codex/task_result.json` (`scope_checked` now journals only the
+/// set's digest and size).
 fn recorded_change_set(ledger: &Ledger) -> Option<crate::scope::changeset::ChangeSet> {
-    approved_change_set(ledger.entries()).or_else(|| {
-        ledger
-            .entries()
-            .iter()
-            .rev()
-            .find(|e| e.event == events::SCOPE_CHECKED || e.event == events::CHANGE_SET)
-            .and_then(|e| serde_json::from_value(e.data.get("change_set")?.clone()).ok())
-    })
+    use serde::Deserialize;
+    if let Some(approved) = approved_change_set(ledger.entries()) {
+        return Some(approved);
+    }
+    let journalled = ledger
+        .entries()
+        .iter()
+        .rev()
+        .find(|e| e.event == events::SCOPE_CHECKED || e.event == events::CHANGE_SET)
+        .and_then(|e| e.data.get("change_set"));
+    if let Some(set) = journalled {
+        return Deserialize::deserialize(set).ok();
+    }
+    let bytes = ledger.read("codex/task_result.json").ok()??;
+    let result: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Deserialize::deserialize(result.get("diff_snapshot")?.get("change_set")?).ok()
 }
 
 fn changes_explained(task: &TaskName, ledger: &Ledger) -> Result<Checked> {

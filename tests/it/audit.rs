@@ -65,6 +65,24 @@ fn tables_of_a_failing_repository() {
     );
 }
 
+/// Before step 6 binds a change set, `changes_explained` reads step 4's `diff_snapshot`: the
+/// scope checks journal only the set's digest and size.
+#[test]
+fn changes_are_explained_before_approval() {
+    let ws = Ws::with_patch_task();
+    ws.gk(&["run", "t", "--to", "5"]).expect(0);
+    ws.config(&format!(
+        "{PATCH_CONFIG}audit:\n  checklist:\n    - {{ item: explained, check: {{ kind: ledger, fact: changes_explained }} }}\n  rubric: []\n"
+    ));
+    let a = rows(&ws, &["audit", "t", "--format", "json"], 0);
+    let (got, evidence) = result(&a, "explained");
+    assert_eq!(got, "Pass", "{evidence}");
+    assert!(
+        evidence.contains(".ai-stack-trace/t/codex/apply.md:"),
+        "{evidence}"
+    );
+}
+
 #[test]
 fn each_check_kind() {
     let ws = passing();

@@ -102,6 +102,19 @@ fn step_4_applies_the_patch_and_writes_apply_md() {
     let events = ws.events("t");
     assert!(events.contains(&"patch_applied".to_owned()), "{events:?}");
     assert!(events.contains(&"scope_checked".to_owned()), "{events:?}");
+    // The scope check journals the change set's digest and size; the set itself is step 4's
+    // `diff_snapshot` (and, once approved, the `approved` event).
+    let checked = ws
+        .journal("t")
+        .into_iter()
+        .find(|e| e["event"] == "scope_checked")
+        .expect("scope_checked");
+    assert_eq!(checked["data"]["ok"], true);
+    assert_eq!(checked["data"]["changed_paths"], 1);
+    assert!(checked["data"].get("change_set").is_none(), "{checked}");
+    let result: serde_json::Value =
+        serde_json::from_str(&ws.read(&ledger("codex/task_result.json"))).expect("json");
+    assert_eq!(checked["data"]["digest"], result["diff_snapshot"]["digest"]);
 }
 
 #[test]
