@@ -396,31 +396,48 @@ fn check_coverage(
 ) -> Result<()> {
     let exempt = ScopeRules::new(&config.ci.exempt, Vec::<String>::new()).unwrap_or_default();
     let prompts: BTreeSet<String> = tasks.iter().map(Workspace::prompt_rel).collect();
-    let in_pr: BTreeMap<&str, &TreeChange> = changes.iter().map(|p| (p.path.as_str(), p)).collect();
-    let mut approved_at: BTreeMap<&str, Vec<(&String, &ChangedPath)>> = BTreeMap::new();
-    for (task, (approved, _, _)) in approvals {
-        for ap in &approved.paths {
-            approved_at
-                .entry(ap.path.as_str())
-                .or_default()
-                .push((task, ap));
-        }
-    }
+    let mirrors: BTreeSet<String> = tasks
+        .iter()
+        .map(crate::ledger::integrity::ssot_rel)
+        .collect();
+    let ledgers = format!("{LEDGER_ROOT}/");
+    // Every approved path with the task that approved it, sorted by path (tasks in name order
+    // within a path): the holders of a path are one slice of it.
+    let mut approved_at: Vec<(&str, &String, &ChangedPath)> = approvals
+        .iter()
+        .flat_map(|(task, (approved, _, _))| {
+            approved
+                .paths
+                .iter()
+                .map(move |ap| (ap.path.as_str(), task, ap))
+        })
+        .collect();
+    approved_at.sort_by(|a, b| a.0.cmp(b.0));
+    // `changes` is sorted by path too (`tree_changes`): one walk pairs them.
+    let mut next = 0;
     for p in changes {
-        if p.path.starts_with(&format!("{LEDGER_ROOT}/"))
+        if p.path.starts_with(&ledgers)
             || prompts.contains(&p.path)
             || p.path == crate::ledger::integrity::SSOT_LOCK_REL
-            || tasks
-                .iter()
-                .any(|t| p.path == crate::ledger::integrity::ssot_rel(t))
+            || mirrors.contains(&p.path)
         {
             continue;
         }
-        let holders: &[(&String, &ChangedPath)] =
-            approved_at.get(p.path.as_str()).map_or(&[], Vec::as_slice);
-        if let Some((task, approved)) = holders.last() {
+        while approved_at
+            .get(next)
+            .is_some_and(|(path, _, _)| *path < p.path.as_str())
+        {
+            next += 1;
+        }
+        let to = next
+            + approved_at[next..]
+                .iter()
+                .take_while(|(path, _, _)| *path == p.path)
+                .count();
+        let holders = &approved_at[next..to];
+        if let Some((_, task, approved)) = holders.last() {
             let mut held = false;
-            for (_, ap) in holders {
+            for (_, _, ap) in holders {
                 if ap.is_held_by(repo, p)? {
                     held = true;
                     break;
@@ -494,18 +511,21 @@ fn check_coverage(
             None,
         ));
     }
-    for (task, (approved, _, _)) in approvals {
-        for ap in &approved.paths {
-            if !in_pr.contains_key(ap.path.as_str()) && !ap.path.starts_with(PROMPT_DIR) {
-                findings.push(error(
-                    ExitKind::Integrity,
-                    "approved change missing",
-                    format!("task `{task}` approved a change to `{}` that the pull request does not carry", ap.path),
-                    Some(ap.path.clone()),
-                    None,
-                    Some(task),
-                ));
-            }
+    let mut next = 0;
+    for (path, task, _) in &approved_at {
+        while changes.get(next).is_some_and(|c| c.path.as_str() < *path) {
+            next += 1;
+        }
+        let in_pr = changes.get(next).is_some_and(|c| c.path == *path);
+        if !in_pr && !path.starts_with(PROMPT_DIR) {
+            findings.push(error(
+                ExitKind::Integrity,
+                "approved change missing",
+                format!("task `{task}` approved a change to `{path}` that the pull request does not carry"),
+                Some((*path).to_owned()),
+                None,
+                Some(task),
+            ));
         }
     }
     Ok(())

@@ -47,7 +47,10 @@ impl ChangedPath {
             return Ok(false);
         }
         if let Some(oid) = &self.oid {
-            return Ok(git2::Oid::from_str(oid).is_ok_and(|o| o == id));
+            let mut recorded = [0u8; 20];
+            return Ok(
+                hex::decode_to_slice(oid, &mut recorded).is_ok() && recorded == id.as_bytes()
+            );
         }
         Ok(head.hashed(repo)?.sha256 == self.sha256)
     }
@@ -382,11 +385,12 @@ fn diff_trees(
         let name = entry
             .name()
             .map_err(|_| anyhow!("a path under `{prefix}` is not UTF-8"))?;
-        let path = if prefix.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{prefix}/{name}")
-        };
+        let mut path = String::with_capacity(prefix.len() + 1 + name.len());
+        if !prefix.is_empty() {
+            path.push_str(prefix);
+            path.push('/');
+        }
+        path.push_str(name);
         if is_tree(entry) {
             let sub =
                 |e: Option<&git2::TreeEntry<'_>>| e.map(|e| repo.find_tree(e.id())).transpose();
@@ -411,7 +415,14 @@ fn is_tree(e: &git2::TreeEntry<'_>) -> bool {
 fn git_order(a: &git2::TreeEntry<'_>, b: &git2::TreeEntry<'_>) -> std::cmp::Ordering {
     let slash = |e: &git2::TreeEntry<'_>| -> &'static [u8] { if is_tree(e) { b"/" } else { b"" } };
     let (x, y) = (a.name_bytes(), b.name_bytes());
-    x.iter().chain(slash(a)).cmp(y.iter().chain(slash(b)))
+    let n = x.len().min(y.len());
+    x[..n].cmp(&y[..n]).then_with(|| {
+        // One name is a prefix of the other: what follows it decides, `/` for a folder.
+        x[n..]
+            .iter()
+            .chain(slash(a))
+            .cmp(y[n..].iter().chain(slash(b)))
+    })
 }
 
 /// A tree's entries in git's order. git writes them so; sorting again (linear on sorted input)
