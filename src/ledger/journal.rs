@@ -2,10 +2,14 @@
 //! and `prev` = sha256 of the previous line's bytes. Encoding and chain checks are pure.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::canonical::is_canonical_object;
 use crate::hash::sha256_hex;
 
 /// One journal line.
@@ -27,7 +31,7 @@ pub struct Entry {
     /// Ledger-relative path → sha256 of every file this event wrote.
     pub files: BTreeMap<String, String>,
     /// Event-specific facts.
-    pub data: Map<String, Value>,
+    pub data: Data,
     /// sha256 of the previous line's bytes (without its newline); `None` for the first line.
     pub prev: Option<String>,
 }
@@ -84,13 +88,208 @@ pub mod events {
     pub const REVIEW_ISSUES: &str = "review_issues";
 }
 
+/// The `data` of an entry: a JSON object. An entry read from a journal keeps it as the text of
+/// its line ([`parse_chain`] checked it canonical; the entries of a journal share its text) and
+/// builds the map the first time it is looked into: most lines are never looked into, and the
+/// largest ones (an approval listing thousands of paths) are better read straight into typed
+/// values with [`Data::field`].
+#[derive(Clone, Default)]
+pub struct Data {
+    text: Option<Text>,
+    map: OnceLock<Map<String, Value>>,
+}
+
+/// A slice of a journal's text.
+#[derive(Clone)]
+struct Text {
+    journal: Arc<String>,
+    range: std::ops::Range<usize>,
+}
+
+impl Text {
+    fn get(&self) -> &str {
+        self.journal.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+impl Data {
+    /// The field `key` deserialized into `T`; `None` when it is missing or of another shape.
+    /// Reads the line's text when the map was not built, without building it.
+    #[must_use]
+    pub fn field<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        if let (None, Some(text)) = (self.map.get(), &self.text) {
+            use serde::Deserializer;
+            let mut de = serde_json::Deserializer::from_str(text.get());
+            return de
+                .deserialize_map(FieldOf {
+                    key,
+                    value: std::marker::PhantomData,
+                })
+                .ok()
+                .flatten();
+        }
+        T::deserialize(self.get(key)?).ok()
+    }
+
+    fn map(&self) -> &Map<String, Value> {
+        // The text parsed as a canonical JSON object in `parse_chain`, so it parses again.
+        self.map.get_or_init(|| {
+            self.text
+                .as_ref()
+                .and_then(|t| serde_json::from_str(t.get()).ok())
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// Reads one field of a JSON object in one pass, skipping the others unparsed.
+struct FieldOf<'k, T> {
+    key: &'k str,
+    value: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> serde::de::Visitor<'de> for FieldOf<'_, T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+        let mut found = None;
+        while let Some(wanted) = map.next_key_seed(IsKey(self.key))? {
+            if wanted && found.is_none() {
+                found = Some(map.next_value::<T>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A map key, compared with the wanted one without being copied.
+struct IsKey<'k>(&'k str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for IsKey<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for IsKey<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
+}
+
+impl From<Map<String, Value>> for Data {
+    fn from(map: Map<String, Value>) -> Self {
+        Data {
+            text: None,
+            map: OnceLock::from(map),
+        }
+    }
+}
+
+impl std::ops::Deref for Data {
+    type Target = Map<String, Value>;
+
+    fn deref(&self) -> &Self::Target {
+        self.map()
+    }
+}
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Self) -> bool {
+        self.map() == other.map()
+    }
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.map().fmt(f)
+    }
+}
+
+impl Serialize for Data {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.map().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if !raw.get().starts_with('{') {
+            return Err(serde::de::Error::invalid_type(
+                serde::de::Unexpected::Other(raw.get()),
+                &"a JSON object",
+            ));
+        }
+        let text = String::from(Box::<str>::from(raw));
+        Ok(Data {
+            text: Some(Text {
+                range: 0..text.len(),
+                journal: Arc::new(text),
+            }),
+            map: OnceLock::new(),
+        })
+    }
+}
+
+/// A journal line as read: an [`Entry`] whose `data` is left where it stands in the line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line<'a> {
+    seq: u64,
+    ts: String,
+    task: String,
+    correlation_id: String,
+    step: Option<u32>,
+    event: String,
+    files: BTreeMap<String, String>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    prev: Option<String>,
+}
+
+/// How [`Canonical`] writes `data`: the map, or an empty object to stand in for a text.
+enum DataOut<'a> {
+    Map(&'a Map<String, Value>),
+    Empty,
+}
+
+impl Serialize for DataOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DataOut::Map(m) => m.serialize(s),
+            DataOut::Empty => Map::new().serialize(s),
+        }
+    }
+}
+
+/// Where the text of `data` goes in an entry written with [`DataOut::Empty`].
+const PLACEHOLDER: &[u8] = b",\"data\":{}";
+
+/// Nesting serde_json reads (127 objects and arrays) less the entry's own object.
+const DATA_DEPTH: usize = 126;
+
 /// An entry's fields in canonical (sorted) key order. `data` and every object inside it are
 /// `serde_json` maps, sorted by key as long as `preserve_order` stays off (`crate::canonical`),
 /// so serialising this directly gives the canonical line without building a `Value` first.
 #[derive(Serialize)]
 struct Canonical<'a> {
     correlation_id: &'a str,
-    data: &'a Map<String, Value>,
+    data: DataOut<'a>,
     event: &'a str,
     files: &'a BTreeMap<String, String>,
     prev: &'a Option<String>,
@@ -100,11 +299,11 @@ struct Canonical<'a> {
     ts: &'a str,
 }
 
-impl<'a> From<&'a Entry> for Canonical<'a> {
-    fn from(e: &'a Entry) -> Self {
+impl<'a> Canonical<'a> {
+    fn new(e: &'a Entry, data: DataOut<'a>) -> Self {
         Canonical {
             correlation_id: &e.correlation_id,
-            data: &e.data,
+            data,
             event: &e.event,
             files: &e.files,
             prev: &e.prev,
@@ -121,17 +320,47 @@ impl Entry {
     #[must_use]
     pub fn encode(&self) -> String {
         let mut out = Vec::with_capacity(256);
-        serde_json::to_writer(&mut out, &Canonical::from(self))
+        serde_json::to_writer(&mut out, &Canonical::new(self, DataOut::Map(&self.data)))
             .expect("a journal entry serializes to JSON");
         String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 
     /// True when `line` is exactly this entry's canonical line. `buf` is scratch space, reused
-    /// from line to line so that checking a journal allocates once.
+    /// from line to line. `data` read from the line is checked canonical where it stands and
+    /// written back as it is, instead of being rebuilt and serialised.
     #[must_use]
     pub fn is_encoded_as(&self, line: &str, buf: &mut Vec<u8>) -> bool {
         buf.clear();
-        serde_json::to_writer(&mut *buf, &Canonical::from(self)).is_ok() && buf == line.as_bytes()
+        let (Some(text), None) = (&self.data.text, self.data.map.get()) else {
+            return serde_json::to_writer(
+                &mut *buf,
+                &Canonical::new(self, DataOut::Map(&self.data)),
+            )
+            .is_ok()
+                && buf == line.as_bytes();
+        };
+        // The line must be the entry written with `{}` for `data`, with the text in its place,
+        // and the text canonical. Compared in place, without copying the text.
+        let text = text.get();
+        if !is_canonical_object(text, DATA_DEPTH)
+            || serde_json::to_writer(&mut *buf, &Canonical::new(self, DataOut::Empty)).is_err()
+        {
+            return false;
+        }
+        // `"data":` follows `correlation_id`, a string in which every `"` is escaped, so the
+        // first `,"data":{}` is the field.
+        let Some(at) = buf
+            .windows(PLACEHOLDER.len())
+            .position(|w| w == PLACEHOLDER)
+            .map(|i| i + PLACEHOLDER.len() - 2)
+        else {
+            return false;
+        };
+        let line = line.as_bytes();
+        line.len() == buf.len() - 2 + text.len()
+            && line[..at] == buf[..at]
+            && line[at..at + text.len()] == *text.as_bytes()
+            && line[at + text.len()..] == buf[at + 2..]
     }
 
     /// A string field of `data`.
@@ -156,11 +385,23 @@ pub struct ChainError {
 /// # Errors
 /// The first broken line.
 pub fn parse_chain(bytes: &[u8], task: &str) -> Result<Vec<Entry>, ChainError> {
+    parse_journal(bytes.to_vec(), task).map(|(entries, _)| entries)
+}
+
+/// [`parse_chain`] of a journal read into `bytes`, which its entries keep (shared, not copied)
+/// for their `data`; also returns the hash of the last line (the `prev` of the next one).
+///
+/// # Errors
+/// The first broken line.
+pub fn parse_journal(
+    bytes: Vec<u8>,
+    task: &str,
+) -> Result<(Vec<Entry>, Option<String>), ChainError> {
     if bytes.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| ChainError {
-        line: 1 + bytes[..e.valid_up_to()]
+    let text = String::from_utf8(bytes).map_err(|e| ChainError {
+        line: 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
             .iter()
             .filter(|b| **b == b'\n')
             .count(),
@@ -172,14 +413,45 @@ pub fn parse_chain(bytes: &[u8], task: &str) -> Result<Vec<Entry>, ChainError> {
             message: "the last journal line is incomplete (no newline): the journal was truncated or edited".to_owned(),
         });
     }
+    let text = Arc::new(text);
     let mut entries = Vec::new();
     let mut buf = Vec::new();
     let mut prev: Option<String> = None;
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         let fail = |message: String| ChainError { line: n, message };
-        let entry: Entry =
+        let read: Line<'_> =
             serde_json::from_str(line).map_err(|e| fail(format!("not a journal entry: {e}")))?;
+        let data = read.data.get();
+        if !data.starts_with('{') {
+            return Err(fail(
+                "not a journal entry: `data` is not a JSON object".to_owned(),
+            ));
+        }
+        // `data` borrows from `line`, a slice of `text`: where it stands there.
+        let start = data.as_ptr() as usize - text.as_ptr() as usize;
+        let range = start..start + data.len();
+        debug_assert!(
+            text.get(range.clone())
+                .is_some_and(|s| std::ptr::eq(s, data))
+        );
+        let entry = Entry {
+            seq: read.seq,
+            ts: read.ts,
+            task: read.task,
+            correlation_id: read.correlation_id,
+            step: read.step,
+            event: read.event,
+            files: read.files,
+            data: Data {
+                text: Some(Text {
+                    journal: Arc::clone(&text),
+                    range,
+                }),
+                map: OnceLock::new(),
+            },
+            prev: read.prev,
+        };
         if !entry.is_encoded_as(line, &mut buf) {
             return Err(fail(
                 "the line is not in canonical form: it was edited".to_owned(),
@@ -205,7 +477,7 @@ pub fn parse_chain(bytes: &[u8], task: &str) -> Result<Vec<Entry>, ChainError> {
         prev = Some(sha256_hex(line.as_bytes()));
         entries.push(entry);
     }
-    Ok(entries)
+    Ok((entries, prev))
 }
 
 /// The `prev` value for the line after `line`.
@@ -227,7 +499,7 @@ mod tests {
             step: Some(1),
             event: events::STEP_STARTED.into(),
             files: BTreeMap::new(),
-            data: Map::new(),
+            data: Map::new().into(),
             prev,
         }
     }
@@ -264,7 +536,8 @@ mod tests {
         })
         .as_object()
         .cloned()
-        .unwrap();
+        .unwrap()
+        .into();
         let canonical = crate::canonical::to_canonical_string(&e);
         assert_eq!(e.encode(), canonical);
         let mut buf = Vec::new();
@@ -272,6 +545,33 @@ mod tests {
         assert!(!e.is_encoded_as(&canonical[..canonical.len() - 1], &mut buf));
         assert!(!e.is_encoded_as(&format!("{canonical} "), &mut buf));
         assert!(!e.is_encoded_as(&canonical.replace("\"alpha\":", "\"alpha\": "), &mut buf));
+
+        // Read back, `data` stays text until looked into, and is the same.
+        let read: Entry = serde_json::from_str(&canonical).unwrap();
+        assert!(read.is_encoded_as(&canonical, &mut buf));
+        assert_eq!(read.data.field::<u64>("mid"), Some(u64::MAX));
+        assert_eq!(read.data.field::<Vec<u8>>("alpha"), None);
+        assert!(read.data.map.get().is_none());
+        assert_eq!(read, e);
+        assert_eq!(read.encode(), canonical);
+        assert!(read.is_encoded_as(&canonical, &mut buf));
+        // Data that is not canonical where it stands fails although it means the same.
+        let spaced = canonical.replace("\"d\":1", "\"d\": 1");
+        let read: Entry = serde_json::from_str(&spaced).unwrap();
+        assert_eq!(read, e);
+        assert!(!read.is_encoded_as(&spaced, &mut buf));
+        let reordered = canonical.replace("{\"c\":2,\"d\":1}", "{\"d\":1,\"c\":2}");
+        assert_ne!(reordered, canonical);
+        let read: Entry = serde_json::from_str(&reordered).unwrap();
+        assert!(!read.is_encoded_as(&reordered, &mut buf));
+        assert!(
+            serde_json::from_str::<Entry>(
+                &canonical
+                    .replace("\"data\":{", "\"data\":[{")
+                    .replace(",\"event\"", "],\"event\"")
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -316,12 +616,28 @@ mod tests {
             e.files = files;
             let nested: Map<String, Value> =
                 numbers.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
-            e.data = strings.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
-            e.data.insert("nested".into(), Value::Object(nested));
-            e.data.insert("floats".into(), Value::from(floats));
+            let mut data: Map<String, Value> =
+                strings.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
+            data.insert("nested".into(), Value::Object(nested.clone()));
+            data.insert("floats".into(), Value::from(floats));
+            e.data = data.into();
             let canonical = crate::canonical::to_canonical_string(&e);
             proptest::prop_assert_eq!(&e.encode(), &canonical);
             proptest::prop_assert!(e.is_encoded_as(&canonical, &mut Vec::new()));
+            // Read back without the floats (serde_json's parser does not read every float back
+            // exactly, which makes such a line fail the check however it is made).
+            let mut data = e.data.clone();
+            data = {
+                let mut m: Map<String, Value> = (*data).clone();
+                m.remove("floats");
+                m.into()
+            };
+            e.data = data;
+            let line = e.encode();
+            let read: Entry = serde_json::from_str(&line).unwrap();
+            proptest::prop_assert!(read.is_encoded_as(&line, &mut Vec::new()));
+            proptest::prop_assert_eq!(read.data.field::<Map<String, Value>>("nested"), Some(nested));
+            proptest::prop_assert_eq!(&read, &e);
         }
 
         #[test]

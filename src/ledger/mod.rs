@@ -18,7 +18,7 @@ use crate::exit::Refusal;
 use crate::fsx;
 use crate::hash::sha256_hex;
 use crate::workspace::{TaskName, Workspace};
-use journal::{Entry, events, line_hash, parse_chain};
+use journal::{Entry, events, line_hash, parse_journal};
 
 /// The ledger folders, exactly (SPEC §2).
 pub const FOLDERS: [&str; 7] = [
@@ -75,7 +75,7 @@ impl Ledger {
                     .context(format!("failed to read `{}`", journal_path.display())));
             }
         };
-        let entries = parse_chain(&bytes, task.as_str()).map_err(|e| {
+        let (entries, last_hash) = parse_journal(bytes, task.as_str()).map_err(|e| {
             Refusal::integrity(format!(
                 "the journal `{}/{JOURNAL}` is broken at line {}: {}",
                 Workspace::ledger_rel(task),
@@ -84,7 +84,6 @@ impl Ledger {
             ))
             .hint(format!("the ledger was changed behind gatekeeper's back; inspect it with `git diff -- {}` or start a new task", Workspace::ledger_rel(task)))
         })?;
-        let last_hash = bytes_last_line(&bytes).map(line_hash);
         let correlation_id = entries
             .first()
             .map(|e| e.correlation_id.clone())
@@ -206,7 +205,7 @@ impl Ledger {
             step,
             event: event.to_owned(),
             files,
-            data,
+            data: data.into(),
             prev: self.last_hash.clone(),
         };
         let line = entry.encode();
@@ -271,9 +270,4 @@ impl Ledger {
             .rev()
             .find(|e| e.step == Some(step) && e.event == event)
     }
-}
-
-fn bytes_last_line(bytes: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    text.lines().last()
 }

@@ -201,7 +201,7 @@ mod tests {
             step: Some(step),
             event: event.into(),
             files: Default::default(),
-            data,
+            data: data.into(),
             prev: None,
         }
     }

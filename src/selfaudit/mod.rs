@@ -660,7 +660,6 @@ fn gates_followed(pipeline: &Pipeline, ledger: &Ledger, journal: &str) -> Checke
 /// step 4's `diff_snapshot` in `codex/task_result.json` (`scope_checked` now journals only the
 /// set's digest and size).
 fn recorded_change_set(ledger: &Ledger) -> Option<crate::scope::changeset::ChangeSet> {
-    use serde::Deserialize;
     if let Some(approved) = approved_change_set(ledger.entries()) {
         return Some(approved);
     }
@@ -669,13 +668,13 @@ fn recorded_change_set(ledger: &Ledger) -> Option<crate::scope::changeset::Chang
         .iter()
         .rev()
         .find(|e| e.event == events::SCOPE_CHECKED || e.event == events::CHANGE_SET)
-        .and_then(|e| e.data.get("change_set"));
-    if let Some(set) = journalled {
-        return Deserialize::deserialize(set).ok();
+        .filter(|e| e.data.contains_key("change_set"));
+    if let Some(e) = journalled {
+        return e.data.field("change_set");
     }
     let bytes = ledger.read("codex/task_result.json").ok()??;
     let result: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    Deserialize::deserialize(result.get("diff_snapshot")?.get("change_set")?).ok()
+    serde::Deserialize::deserialize(result.get("diff_snapshot")?.get("change_set")?).ok()
 }
 
 fn changes_explained(task: &TaskName, ledger: &Ledger) -> Result<Checked> {
