@@ -117,6 +117,13 @@ impl Data {
     /// Reads the line's text when the map was not built, without building it.
     #[must_use]
     pub fn field<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.field_in(key)
+    }
+
+    /// [`Data::field`] into a value that may borrow from the entry (`Cow<str>` fields with
+    /// `#[serde(borrow)]` stay slices of the journal's text).
+    #[must_use]
+    pub fn field_in<'a, T: Deserialize<'a>>(&'a self, key: &str) -> Option<T> {
         if let (None, Some(text)) = (self.map.get(), &self.text) {
             use serde::Deserializer;
             let mut de = serde_json::Deserializer::from_str(text.get());
@@ -148,7 +155,7 @@ struct FieldOf<'k, T> {
     value: std::marker::PhantomData<T>,
 }
 
-impl<'de, T: DeserializeOwned> serde::de::Visitor<'de> for FieldOf<'_, T> {
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for FieldOf<'_, T> {
     type Value = Option<T>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -30,30 +30,51 @@ pub struct ChangedPath {
 
 impl ChangedPath {
     /// Whether `head` (a path of a commit) holds exactly the bytes and mode approved as `self`.
-    /// With a recorded object id this compares ids and reads nothing; a set recorded without
-    /// them (older ledgers, or bytes git refused to hash) is compared by reading the blob and
-    /// hashing it with sha256.
+    /// With a recorded object id (40 lower-case hex digits, as gatekeeper writes it) this
+    /// compares ids and reads nothing; a set recorded without one (older ledgers, bytes git
+    /// refused to hash) is compared by reading the blob and hashing it with sha256.
     ///
     /// # Errors
     /// When the head blob must be read and cannot be.
     pub fn is_held_by(&self, repo: &git2::Repository, head: &TreeChange) -> Result<bool> {
-        if self.mode != head.mode() {
-            return Ok(false);
-        }
-        let Some((id, _)) = head.head else {
-            return Ok(self.sha256.is_none());
-        };
-        if self.sha256.is_none() {
-            return Ok(false);
-        }
-        if let Some(oid) = &self.oid {
-            let mut recorded = [0u8; 20];
-            return Ok(
-                hex::decode_to_slice(oid, &mut recorded).is_ok() && recorded == id.as_bytes()
-            );
-        }
-        Ok(head.hashed(repo)?.sha256 == self.sha256)
+        holds(
+            repo,
+            head,
+            self.mode,
+            self.sha256.as_deref(),
+            self.oid.as_deref(),
+        )
     }
+}
+
+/// [`ChangedPath::is_held_by`] for a path approved with `mode`, `sha256` and `oid`.
+///
+/// # Errors
+/// When the head blob must be read and cannot be.
+pub fn holds(
+    repo: &git2::Repository,
+    head: &TreeChange,
+    mode: u32,
+    sha256: Option<&str>,
+    oid: Option<&str>,
+) -> Result<bool> {
+    if mode != head.mode() {
+        return Ok(false);
+    }
+    let Some((id, _)) = head.head else {
+        return Ok(sha256.is_none());
+    };
+    let Some(sha256) = sha256 else {
+        return Ok(false);
+    };
+    if let Some(oid) = oid
+        && oid.len() == 40
+        && oid.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        let mut head = [0u8; 40];
+        return Ok(hex::encode_to_slice(id.as_bytes(), &mut head).is_ok() && head == oid.as_bytes());
+    }
+    Ok(head.hashed(repo)?.sha256.as_deref() == Some(sha256))
 }
 
 /// A path that differs between two commits, as the head commit's tree records it (nothing of its
@@ -555,6 +576,19 @@ mod tests {
         };
         assert!(held(&old, Some((id, 0o100_644))));
         assert!(!held(&old, Some((other, 0o100_644))));
+        // An id not written as gatekeeper writes it (upper case, short) is not trusted: the
+        // blob is read and its sha256 compared.
+        for odd in [
+            id.to_string().to_uppercase(),
+            id.to_string()[..7].to_owned(),
+        ] {
+            let odd = super::ChangedPath {
+                oid: Some(odd),
+                ..approved.clone()
+            };
+            assert!(held(&odd, Some((id, 0o100_644))));
+            assert!(!held(&odd, Some((other, 0o100_644))));
+        }
         let deleted = super::ChangedPath {
             path: "f".into(),
             sha256: None,
