@@ -461,11 +461,14 @@ mod tests {
 
     use proptest::prelude::*;
 
+    /// Path components, blob and mode of the files of a tree.
+    type Files<'a> = Vec<(Vec<&'a str>, git2::Oid, i32)>;
+
     /// Builds a tree from `path → (content, mode)`.
     fn build(repo: &git2::Repository, files: &BTreeMap<String, (u8, i32)>) -> git2::Oid {
         fn level(repo: &git2::Repository, files: &[(Vec<&str>, git2::Oid, i32)]) -> git2::Oid {
             let mut tb = repo.treebuilder(None).unwrap();
-            let mut dirs: BTreeMap<&str, Vec<(Vec<&str>, git2::Oid, i32)>> = BTreeMap::new();
+            let mut dirs: BTreeMap<&str, Files<'_>> = BTreeMap::new();
             for (parts, id, mode) in files {
                 if parts.len() == 1 {
                     tb.insert(parts[0], *id, *mode).unwrap();
@@ -480,7 +483,7 @@ mod tests {
             }
             tb.write().unwrap()
         }
-        let blobs: Vec<(Vec<&str>, git2::Oid, i32)> = files
+        let blobs: Files<'_> = files
             .iter()
             .map(|(p, (c, m))| (p.split('/').collect(), repo.blob(&[*c]).unwrap(), *m))
             .collect();
