@@ -67,14 +67,26 @@ pub fn holds(
     let Some(sha256) = sha256 else {
         return Ok(false);
     };
-    if let Some(oid) = oid
-        && oid.len() == 40
-        && oid.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        let mut head = [0u8; 40];
-        return Ok(hex::encode_to_slice(id.as_bytes(), &mut head).is_ok() && head == oid.as_bytes());
+    if let Some(oid) = oid {
+        if oid.as_bytes() == lower_hex(id) {
+            return Ok(true);
+        }
+        if oid.len() == 40 && oid.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            return Ok(false);
+        }
     }
     Ok(head.hashed(repo)?.sha256.as_deref() == Some(sha256))
+}
+
+/// An object id in lower-case hex, as gatekeeper records it.
+fn lower_hex(id: git2::Oid) -> [u8; 40] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 40];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(id.as_bytes()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    out
 }
 
 /// A path that differs between two commits, as the head commit's tree records it (nothing of its
