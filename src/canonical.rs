@@ -32,14 +32,20 @@ pub fn to_canonical_pretty<T: Serialize>(value: &T) -> String {
 /// decode keys holding escapes and to re-print numbers other than plain integers.
 #[must_use]
 pub fn is_canonical_object(text: &str, max_depth: usize) -> bool {
-    text.starts_with('{')
-        && Scanner {
-            text,
-            bytes: text.as_bytes(),
-            max_depth,
-        }
-        .value(0, 0)
-            == Some(text.len())
+    text.starts_with('{') && canonical_value_end(text, 0, max_depth) == Some(text.len())
+}
+
+/// Where the canonical JSON value that starts at byte `at` of `text` ends (as in
+/// [`is_canonical_object`], whose nesting limit `max_depth` applies to it); `None` when what
+/// starts there is not one.
+#[must_use]
+pub fn canonical_value_end(text: &str, at: usize, max_depth: usize) -> Option<usize> {
+    Scanner {
+        text,
+        bytes: text.as_bytes(),
+        max_depth,
+    }
+    .value(at, 0)
 }
 
 /// A recursive-descent reader of canonical JSON; each method returns the index after what it

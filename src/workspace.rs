@@ -76,6 +76,14 @@ impl Workspace {
     /// # Errors
     /// A usage refusal when the directory is not inside a git work tree.
     pub fn discover(start: &Path) -> Result<Self> {
+        Self::discover_repo(start).map(|(ws, _)| ws)
+    }
+
+    /// [`Workspace::discover`], also returning the repository it opened.
+    ///
+    /// # Errors
+    /// A usage refusal when the directory is not inside a git work tree.
+    pub fn discover_repo(start: &Path) -> Result<(Self, git2::Repository)> {
         let repo = git2::Repository::discover(start).map_err(|_| {
             Refusal::usage(format!(
                 "`{}` is not inside a git repository",
@@ -91,7 +99,7 @@ impl Workspace {
             .canonicalize()
             .with_context(|| format!("failed to resolve `{}`", root.display()))?;
         let git_dir = repo.path().to_path_buf();
-        Ok(Workspace { root, git_dir })
+        Ok((Workspace { root, git_dir }, repo))
     }
 
     /// A workspace at a known root (which must be a git work tree).

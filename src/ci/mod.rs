@@ -6,20 +6,21 @@
 
 pub mod format;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Env};
 use crate::exit::{ExitKind, Refusal};
-use crate::ledger::integrity::{self, approved_change_set};
+use crate::ledger::integrity;
 use crate::ledger::journal::events;
 use crate::ledger::signing::Policy;
 use crate::ledger::{JOURNAL, Ledger, contract};
 use crate::pipeline::Pipeline;
 use crate::pipeline::decisions::parse_decisions;
-use crate::scope::changeset::{self, ChangeSet, ChangedPath, TreeChange};
+use crate::scope::changeset::{self, TreeChange};
 use crate::scope::{PathVerdict, ScopeRules};
 use crate::workspace::{
     CONFIG_FILE, LEDGER_ROOT, PROMPT_DIR, TaskName, Workspace, is_valid_task_name,
@@ -183,12 +184,24 @@ fn base_policy(repo: &git2::Repository, base: &git2::Commit<'_>) -> Result<(Conf
 /// # Errors
 /// Usage refusals for a missing base or merge base (with the fetch that fixes it); git errors.
 pub fn run(ws: &Workspace, env: &Env, base: Option<&str>) -> Result<Report> {
-    let repo = ws.repo()?;
+    run_in(ws, &ws.repo()?, env, base)
+}
+
+/// [`run`] with the workspace's repository already open.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_in(
+    ws: &Workspace,
+    repo: &git2::Repository,
+    env: &Env,
+    base: Option<&str>,
+) -> Result<Report> {
     let head = repo
         .head()
         .and_then(|h| h.peel_to_commit())
         .context("HEAD does not point at a commit")?;
-    let (base_name, base_commit) = resolve_base(&repo, base, env)?;
+    let (base_name, base_commit) = resolve_base(repo, base, env)?;
     let merge_base = repo.merge_base(base_commit.id(), head.id()).map_err(|_| {
         if repo.is_shallow() {
             Refusal::usage(format!("the merge base of `{base_name}` and HEAD is not in this shallow clone"))
@@ -197,10 +210,10 @@ pub fn run(ws: &Workspace, env: &Env, base: Option<&str>) -> Result<Report> {
             Refusal::usage(format!("`{base_name}` and HEAD have no common history")).hint("pass the branch the PR targets with `--base`")
         }
     })?;
-    let (config, pipeline) = base_policy(&repo, &base_commit)?;
+    let (config, pipeline) = base_policy(repo, &base_commit)?;
     // Only the trees are read: the approved change set is compared by git object id.
     let changes = changeset::tree_changes(
-        &repo,
+        repo,
         &merge_base.to_string(),
         &head.id().to_string(),
         &|_| false,
@@ -213,23 +226,33 @@ pub fn run(ws: &Workspace, env: &Env, base: Option<&str>) -> Result<Report> {
     };
 
     let mut task_reports = Vec::new();
-    let mut approvals: BTreeMap<String, (ChangeSet, ScopeRules, Option<String>)> = BTreeMap::new();
+    let mut verified = Vec::new();
     for task in &tasks {
         let before = findings.len();
-        let approved = check_task(ws, &repo, task, &pipeline, &config, &policy, &mut findings)?;
-        let count = approved.as_ref().map_or(0, |(a, _, _)| a.paths.len());
-        if let Some(a) = approved {
-            approvals.insert(task.to_string(), a);
+        if let Some(v) = check_task(ws, repo, task, &pipeline, &policy, &mut findings)? {
+            verified.push((task_reports.len(), v));
         }
         task_reports.push(TaskReport {
             task: task.to_string(),
-            approved_paths: count,
+            approved_paths: 0,
             ok: findings[before..]
                 .iter()
                 .all(|f| f.severity != Severity::Error),
         });
     }
-    check_coverage(&repo, &changes, &tasks, &approvals, &config, &mut findings)?;
+    // The approved sets are read in place from the journals' text.
+    let mut approvals: BTreeMap<String, Approval<'_>> = BTreeMap::new();
+    for (i, (ledger, committed)) in &verified {
+        let Some(approved) = approved_paths(ledger) else {
+            continue;
+        };
+        task_reports[*i].approved_paths = approved.len();
+        approvals.insert(
+            task_reports[*i].task.clone(),
+            (approved, ledger, committed.as_deref()),
+        );
+    }
+    check_coverage(repo, &changes, &tasks, &approvals, &config, &mut findings)?;
 
     findings.sort_by(|a, b| {
         (
@@ -263,8 +286,9 @@ pub fn run(ws: &Workspace, env: &Env, base: Option<&str>) -> Result<Report> {
 /// The tasks whose ledgers the PR adds or changes.
 fn pr_tasks(changes: &[TreeChange], findings: &mut Vec<Finding>) -> Vec<TaskName> {
     let mut names = BTreeSet::new();
+    let ledgers = format!("{LEDGER_ROOT}/");
     for p in changes {
-        let Some(rest) = p.path.strip_prefix(&format!("{LEDGER_ROOT}/")) else {
+        let Some(rest) = p.path.strip_prefix(&ledgers) else {
             continue;
         };
         let name = rest.split('/').next().unwrap_or_default();
@@ -287,17 +311,62 @@ fn pr_tasks(changes: &[TreeChange], findings: &mut Vec<Finding>) -> Vec<TaskName
         .collect()
 }
 
-type Approval = (ChangeSet, ScopeRules, Option<String>);
+/// A path of an approved change set, as the journal records it, borrowed from its text. The
+/// hashes are hex digits, which JSON never escapes; a path may need escapes (then it is a copy).
+#[derive(Deserialize)]
+struct ApprovedPath<'a> {
+    #[serde(borrow)]
+    path: Cow<'a, str>,
+    sha256: Option<&'a str>,
+    mode: u32,
+    #[serde(default)]
+    oid: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct ApprovedSet<'a> {
+    #[serde(borrow)]
+    paths: Vec<ApprovedPath<'a>>,
+}
+
+/// The change set the latest `approved` event of a ledger records (as
+/// [`integrity::approved_change_set`] reads it).
+fn approved_paths(ledger: &Ledger) -> Option<Vec<ApprovedPath<'_>>> {
+    let e = ledger
+        .entries()
+        .iter()
+        .rev()
+        .find(|e| e.event == events::APPROVED)?;
+    e.data
+        .field_in::<ApprovedSet<'_>>("change_set")
+        .map(|s| s.paths)
+}
+
+/// A task's approved paths, its ledger, and its commit if the repository has it.
+type Approval<'a> = (Vec<ApprovedPath<'a>>, &'a Ledger, Option<&'a str>);
+
+/// A task whose ledger was checked and records an approval: the ledger and its commit.
+type Verified = (Ledger, Option<String>);
+
+/// The scope a task's decisions allow (with `scope.always_allowed`) and forbid.
+fn task_scope(ledger: &Ledger, config: &Config) -> Result<ScopeRules> {
+    let decisions = parse_decisions(&ledger.read_text("claude/decisions.md")?);
+    let allowed: Vec<&String> = decisions
+        .allowed
+        .iter()
+        .chain(&config.scope.always_allowed)
+        .collect();
+    Ok(ScopeRules::new(allowed, &decisions.forbidden).unwrap_or_default())
+}
 
 fn check_task(
     ws: &Workspace,
     repo: &git2::Repository,
     task: &TaskName,
     pipeline: &Pipeline,
-    config: &Config,
     policy: &Policy,
     findings: &mut Vec<Finding>,
-) -> Result<Option<Approval>> {
+) -> Result<Option<Verified>> {
     let t = Some(task.as_str());
     let journal_path = format!("{}/{JOURNAL}", Workspace::ledger_rel(task));
     if !ws.ledger_dir(task).join(JOURNAL).is_file() {
@@ -365,16 +434,9 @@ fn check_task(
         }
         // A file without its journal record was reported as forged by `verify`.
     }
-    let Some(approved) = approved_change_set(ledger.entries()) else {
+    if !ledger.entries().iter().any(|e| e.event == events::APPROVED) {
         return Ok(None);
-    };
-    let decisions = parse_decisions(&ledger.read_text("claude/decisions.md")?);
-    let allowed: Vec<&String> = decisions
-        .allowed
-        .iter()
-        .chain(&config.scope.always_allowed)
-        .collect();
-    let rules = ScopeRules::new(allowed, &decisions.forbidden).unwrap_or_default();
+    }
     let committed = ledger
         .entries()
         .iter()
@@ -383,14 +445,14 @@ fn check_task(
         .and_then(|e| e.data_str("commit"))
         .filter(|c| git2::Oid::from_str(c).is_ok_and(|o| repo.find_commit(o).is_ok()))
         .map(str::to_owned);
-    Ok(Some((approved, rules, committed)))
+    Ok(Some((ledger, committed)))
 }
 
 fn check_coverage(
     repo: &git2::Repository,
     changes: &[TreeChange],
     tasks: &[TaskName],
-    approvals: &BTreeMap<String, Approval>,
+    approvals: &BTreeMap<String, Approval<'_>>,
     config: &Config,
     findings: &mut Vec<Finding>,
 ) -> Result<()> {
@@ -403,18 +465,16 @@ fn check_coverage(
     let ledgers = format!("{LEDGER_ROOT}/");
     // Every approved path with the task that approved it, sorted by path (tasks in name order
     // within a path): the holders of a path are one slice of it.
-    let mut approved_at: Vec<(&str, &String, &ChangedPath)> = approvals
+    let mut approved_at: Vec<(&str, &String, &ApprovedPath<'_>)> = approvals
         .iter()
         .flat_map(|(task, (approved, _, _))| {
-            approved
-                .paths
-                .iter()
-                .map(move |ap| (ap.path.as_str(), task, ap))
+            approved.iter().map(move |ap| (ap.path.as_ref(), task, ap))
         })
         .collect();
     approved_at.sort_by(|a, b| a.0.cmp(b.0));
     // `changes` is sorted by path too (`tree_changes`): one walk pairs them.
     let mut next = 0;
+    let mut scopes: Option<Vec<(&String, ScopeRules)>> = None;
     for p in changes {
         if p.path.starts_with(&ledgers)
             || prompts.contains(&p.path)
@@ -438,7 +498,7 @@ fn check_coverage(
         if let Some((_, task, approved)) = holders.last() {
             let mut held = false;
             for (_, _, ap) in holders {
-                if ap.is_held_by(repo, p)? {
+                if changeset::holds(repo, p, ap.mode, ap.sha256, ap.oid)? {
                     held = true;
                     break;
                 }
@@ -446,7 +506,7 @@ fn check_coverage(
             if !held {
                 let line = approvals
                     .get(*task)
-                    .and_then(|(_, _, c)| c.as_deref())
+                    .and_then(|(_, _, c)| *c)
                     .and_then(|c| first_difference(repo, c, &p.path, p).ok().flatten());
                 findings.push(error(
                     ExitKind::Integrity,
@@ -467,9 +527,19 @@ fn check_coverage(
             }
             continue;
         }
-        let allowing = approvals
+        // The tasks' scopes, built the first time a path is not held by an approval.
+        let scopes = match &scopes {
+            Some(s) => s,
+            None => scopes.insert(
+                approvals
+                    .iter()
+                    .map(|(task, (_, ledger, _))| Ok((task, task_scope(ledger, config)?)))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        };
+        let allowing = scopes
             .iter()
-            .find(|(_, (_, rules, _))| rules.check(&p.path).in_scope());
+            .find(|(_, rules)| rules.check(&p.path).in_scope());
         if let Some((task, _)) = allowing {
             findings.push(error(
                 ExitKind::Integrity,
@@ -484,13 +554,12 @@ fn check_coverage(
         if exempt.check(&p.path).in_scope() {
             continue;
         }
-        let forbidding =
-            approvals
-                .iter()
-                .find_map(|(t, (_, rules, _))| match rules.check(&p.path) {
-                    PathVerdict::Forbidden(g) => Some((t, g)),
-                    _ => None,
-                });
+        let forbidding = scopes
+            .iter()
+            .find_map(|(t, rules)| match rules.check(&p.path) {
+                PathVerdict::Forbidden(g) => Some((t, g)),
+                _ => None,
+            });
         let message = match forbidding {
             Some((t, g)) => format!("`{}` is forbidden by task `{t}` (`{g}`)", p.path),
             None if tasks.is_empty() => format!(

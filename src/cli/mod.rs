@@ -283,6 +283,14 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
     if let Command::Telegram(args) = &cli.command {
         return telegram::run(args, &start, env);
     }
+    if let Command::Ci { base, format } = &cli.command
+        && !cli.global.show_config
+    {
+        // Policy comes from the base revision (SPEC §6): the working tree's configuration and
+        // pipeline are the pull request's, neither read nor needed.
+        let (ws, repo) = Workspace::discover_repo(&start)?;
+        return ci(&ws, &repo, env, base.as_deref(), format);
+    }
     let ctx = Context::resolve(&start, env, command_line)?;
     if cli.global.show_config {
         printer::out(&to_canonical_pretty(&ctx.config));
@@ -295,7 +303,8 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
         | Command::Selftest
         | Command::Serve(_)
         | Command::VerifyPhase(_)
-        | Command::Telegram(_) => unreachable!("handled above"),
+        | Command::Telegram(_)
+        | Command::Ci { .. } => unreachable!("handled above"),
         Command::Init { pipeline } => init(&ctx.ws, &pipeline),
         Command::New {
             task,
@@ -344,7 +353,6 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
                 ExitKind::ScopeViolation
             })
         }
-        Command::Ci { base, format } => ci(&ctx, base.as_deref(), &format),
         Command::Approve { task, phase, by } => {
             let task = TaskName::parse(&task)?;
             let by = by
@@ -424,15 +432,21 @@ fn dispatch(cli: Cli, env: &Env, command_line: String) -> Result<ExitKind> {
     }
 }
 
-fn ci(ctx: &Context<'_>, base: Option<&str>, format: &str) -> Result<ExitKind> {
-    let report = crate::ci::run(&ctx.ws, ctx.env, base)?;
+fn ci(
+    ws: &Workspace,
+    repo: &git2::Repository,
+    env: &Env,
+    base: Option<&str>,
+    format: &str,
+) -> Result<ExitKind> {
+    let report = crate::ci::run_in(ws, repo, env, base)?;
     let rendered = match format {
         "github" => crate::ci::format::github(&report),
         "json" => crate::ci::format::json(&report),
         _ => crate::ci::format::text(&report),
     };
     printer::out(&rendered);
-    if let Some(summary) = ctx.env.get("GITHUB_STEP_SUMMARY") {
+    if let Some(summary) = env.get("GITHUB_STEP_SUMMARY") {
         crate::fsx::append_line(Path::new(summary), &crate::ci::format::markdown(&report))
             .context("failed to append to $GITHUB_STEP_SUMMARY")?;
     }

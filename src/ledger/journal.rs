@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::canonical::is_canonical_object;
+use crate::canonical::{canonical_value_end, is_canonical_object};
 use crate::hash::sha256_hex;
 
 /// One journal line.
@@ -117,6 +117,13 @@ impl Data {
     /// Reads the line's text when the map was not built, without building it.
     #[must_use]
     pub fn field<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.field_in(key)
+    }
+
+    /// [`Data::field`] into a value that may borrow from the entry (`Cow<str>` fields with
+    /// `#[serde(borrow)]` stay slices of the journal's text).
+    #[must_use]
+    pub fn field_in<'a, T: Deserialize<'a>>(&'a self, key: &str) -> Option<T> {
         if let (None, Some(text)) = (self.map.get(), &self.text) {
             use serde::Deserializer;
             let mut de = serde_json::Deserializer::from_str(text.get());
@@ -148,7 +155,7 @@ struct FieldOf<'k, T> {
     value: std::marker::PhantomData<T>,
 }
 
-impl<'de, T: DeserializeOwned> serde::de::Visitor<'de> for FieldOf<'_, T> {
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for FieldOf<'_, T> {
     type Value = Option<T>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -363,6 +370,14 @@ impl Entry {
             && line[at + text.len()..] == buf[at + 2..]
     }
 
+    /// True when `envelope` is exactly this entry's canonical line written with `{}` for its
+    /// `data` (checked canonical elsewhere).
+    fn is_encoded_around(&self, envelope: &str, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        serde_json::to_writer(&mut *buf, &Canonical::new(self, DataOut::Empty)).is_ok()
+            && buf == envelope.as_bytes()
+    }
+
     /// A string field of `data`.
     #[must_use]
     pub fn data_str(&self, key: &str) -> Option<&str> {
@@ -420,6 +435,32 @@ pub fn parse_journal(
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         let fail = |message: String| ChainError { line: n, message };
+        let line_start = line.as_ptr() as usize - text.as_ptr() as usize;
+        let data_at = |range: std::ops::Range<usize>| Data {
+            text: Some(Text {
+                journal: Arc::clone(&text),
+                range: line_start + range.start..line_start + range.end,
+            }),
+            map: OnceLock::new(),
+        };
+        // A canonical line is `{"correlation_id":"…","data":{…},…}`: its `data`, found and
+        // checked canonical where it stands, need not be read by serde_json a second time (it
+        // can be most of the line). The rest of the line, with `{}` in its place, is read and
+        // checked as usual. Any other line is read whole, and fails as it always did.
+        if let Some(at) = canonical_data(line) {
+            let envelope = format!("{}{{}}{}", &line[..at.start], &line[at.end..]);
+            if let Ok(read) = serde_json::from_str::<Line<'_>>(&envelope) {
+                let entry = read.into_entry(data_at(at));
+                if !entry.is_encoded_around(&envelope, &mut buf) {
+                    return Err(fail(
+                        "the line is not in canonical form: it was edited".to_owned(),
+                    ));
+                }
+                prev = check_entry(&entry, line, i, prev, task).map_err(fail)?;
+                entries.push(entry);
+                continue;
+            }
+        }
         let read: Line<'_> =
             serde_json::from_str(line).map_err(|e| fail(format!("not a journal entry: {e}")))?;
         let data = read.data.get();
@@ -428,56 +469,81 @@ pub fn parse_journal(
                 "not a journal entry: `data` is not a JSON object".to_owned(),
             ));
         }
-        // `data` borrows from `line`, a slice of `text`: where it stands there.
-        let start = data.as_ptr() as usize - text.as_ptr() as usize;
-        let range = start..start + data.len();
-        debug_assert!(
-            text.get(range.clone())
-                .is_some_and(|s| std::ptr::eq(s, data))
-        );
-        let entry = Entry {
-            seq: read.seq,
-            ts: read.ts,
-            task: read.task,
-            correlation_id: read.correlation_id,
-            step: read.step,
-            event: read.event,
-            files: read.files,
-            data: Data {
-                text: Some(Text {
-                    journal: Arc::clone(&text),
-                    range,
-                }),
-                map: OnceLock::new(),
-            },
-            prev: read.prev,
-        };
+        // `data` borrows from `line`: where it stands there.
+        let start = data.as_ptr() as usize - line.as_ptr() as usize;
+        let entry = read.into_entry(data_at(start..start + data.len()));
         if !entry.is_encoded_as(line, &mut buf) {
             return Err(fail(
                 "the line is not in canonical form: it was edited".to_owned(),
             ));
         }
-        if entry.seq != i as u64 {
-            return Err(fail(format!(
-                "line {n} carries `seq` {} where {} was expected (seq counts from 0): lines were removed, added or reordered",
-                entry.seq, i
-            )));
-        }
-        if entry.prev != prev {
-            return Err(fail(
-                "`prev` does not match the sha256 of the previous line: the previous line was edited, removed or reordered".to_owned(),
-            ));
-        }
-        if entry.task != task {
-            return Err(fail(format!(
-                "the line belongs to task `{}`, not `{task}`",
-                entry.task
-            )));
-        }
-        prev = Some(sha256_hex(line.as_bytes()));
+        prev = check_entry(&entry, line, i, prev, task).map_err(fail)?;
         entries.push(entry);
     }
     Ok((entries, prev))
+}
+
+/// Where `data` stands in `line` if the line begins as a canonical line does, with `data`
+/// canonical.
+fn canonical_data(line: &str) -> Option<std::ops::Range<usize>> {
+    const HEAD: &str = "{\"correlation_id\":\"";
+    const DATA: &str = ",\"data\":{";
+    if !line.starts_with(HEAD) {
+        return None;
+    }
+    let id_end = canonical_value_end(line, HEAD.len() - 1, DATA_DEPTH)?;
+    if !line.get(id_end..)?.starts_with(DATA) {
+        return None;
+    }
+    let start = id_end + DATA.len() - 1;
+    let end = canonical_value_end(line, start, DATA_DEPTH)?;
+    Some(start..end)
+}
+
+impl Line<'_> {
+    fn into_entry(self, data: Data) -> Entry {
+        Entry {
+            seq: self.seq,
+            ts: self.ts,
+            task: self.task,
+            correlation_id: self.correlation_id,
+            step: self.step,
+            event: self.event,
+            files: self.files,
+            data,
+            prev: self.prev,
+        }
+    }
+}
+
+/// The chain checks of line `i` (0-based), given the hash of the line before it; returns this
+/// line's hash.
+fn check_entry(
+    entry: &Entry,
+    line: &str,
+    i: usize,
+    prev: Option<String>,
+    task: &str,
+) -> Result<Option<String>, String> {
+    let n = i + 1;
+    if entry.seq != i as u64 {
+        return Err(format!(
+            "line {n} carries `seq` {} where {} was expected (seq counts from 0): lines were removed, added or reordered",
+            entry.seq, i
+        ));
+    }
+    if entry.prev != prev {
+        return Err(
+            "`prev` does not match the sha256 of the previous line: the previous line was edited, removed or reordered".to_owned(),
+        );
+    }
+    if entry.task != task {
+        return Err(format!(
+            "the line belongs to task `{}`, not `{task}`",
+            entry.task
+        ));
+    }
+    Ok(Some(sha256_hex(line.as_bytes())))
 }
 
 /// The `prev` value for the line after `line`.
@@ -601,7 +667,152 @@ mod tests {
         assert!(parse_chain(&join(&lines), "other").is_err());
     }
 
+    /// The journal reader as first written: each line read whole into an entry whose `data` is
+    /// a map, and canonical when serialising it through a `Value` gives the line back.
+    fn reference(bytes: &[u8], task: &str) -> Result<Vec<Entry>, ChainError> {
+        #[derive(Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        struct Old {
+            seq: u64,
+            ts: String,
+            task: String,
+            correlation_id: String,
+            step: Option<u32>,
+            event: String,
+            files: BTreeMap<String, String>,
+            data: Map<String, Value>,
+            prev: Option<String>,
+        }
+        if bytes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| ChainError {
+            line: 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count(),
+            message: String::new(),
+        })?;
+        if !text.ends_with('\n') {
+            return Err(ChainError {
+                line: text.lines().count(),
+                message: String::new(),
+            });
+        }
+        let mut entries = Vec::new();
+        let mut prev = None;
+        for (i, line) in text.lines().enumerate() {
+            let fail = || ChainError {
+                line: i + 1,
+                message: String::new(),
+            };
+            let old: Old = serde_json::from_str(line).map_err(|_| fail())?;
+            if crate::canonical::to_canonical_string(&old) != line
+                || old.seq != i as u64
+                || old.prev != prev
+                || old.task != task
+            {
+                return Err(fail());
+            }
+            prev = Some(sha256_hex(line.as_bytes()));
+            entries.push(Entry {
+                seq: old.seq,
+                ts: old.ts,
+                task: old.task,
+                correlation_id: old.correlation_id,
+                step: old.step,
+                event: old.event,
+                files: old.files,
+                data: old.data.into(),
+                prev: old.prev,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// A chain whose `data` has what canonical JSON escapes and prints specially.
+    fn rich_chain() -> Vec<u8> {
+        let mut lines = Vec::new();
+        let mut prev = None;
+        for seq in 0..3 {
+            let mut e = entry(seq, prev.clone());
+            e.correlation_id = "c \"1\"".into();
+            e.files.insert("claude/a b.md".into(), "ab".repeat(32));
+            e.data = serde_json::json!({
+                "change_set": {"paths": [
+                    {"mode": 33188, "oid": "0a".repeat(20), "path": "src/q\"\\.txt", "sha256": "1f".repeat(32)},
+                    {"mode": 0, "path": "gone", "sha256": null},
+                ]},
+                "digest": "d",
+                "n": -5,
+                "f": 2.5,
+                "u": "é\u{1}\n",
+                "empty": {},
+                "list": [[], [1, [true]]],
+            })
+            .as_object()
+            .cloned()
+            .unwrap()
+            .into();
+            let line = e.encode();
+            prev = Some(line_hash(&line));
+            lines.push(line);
+        }
+        join(&lines)
+    }
+
+    const SNIPPETS: [&str; 16] = [
+        " ",
+        "\\u0041",
+        "\\/",
+        "1",
+        "-",
+        ".0",
+        ",",
+        "\"",
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        "\n",
+        "\"data\":{},",
+        "\\",
+    ];
+
     proptest::proptest! {
+        /// `parse_chain` (which reads `data` in place) accepts exactly what the first reader
+        /// accepted, fails at the same line, and reads the same entries.
+        #[test]
+        fn parse_chain_agrees_with_the_first_reader(
+            edits in proptest::collection::vec(
+                (proptest::num::usize::ANY, 0..SNIPPETS.len() + 2),
+                0..3,
+            ),
+        ) {
+            let mut bytes = rich_chain();
+            for (at, what) in edits {
+                let at = at % (bytes.len() + 1);
+                match SNIPPETS.get(what) {
+                    Some(s) => {
+                        bytes.splice(at..at, s.bytes());
+                    }
+                    None if what == SNIPPETS.len() && at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    None if at < bytes.len() => bytes[at] ^= 0x20,
+                    None => {}
+                }
+            }
+            let new = parse_chain(&bytes, "t");
+            let old = reference(&bytes, "t");
+            match (&new, &old) {
+                (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, b),
+                (Err(a), Err(b)) => proptest::prop_assert_eq!(a.line, b.line, "{}", a.message),
+                _ => proptest::prop_assert!(false, "{:?} vs {:?} on {:?}", new.as_ref().map(Vec::len), old.as_ref().map(Vec::len), String::from_utf8_lossy(&bytes)),
+            }
+        }
+
         #[test]
         fn the_direct_encoding_is_canonical_for_any_entry(
             files in proptest::collection::btree_map(".{0,8}", "[0-9a-f]{0,8}", 0..4),

@@ -30,30 +30,63 @@ pub struct ChangedPath {
 
 impl ChangedPath {
     /// Whether `head` (a path of a commit) holds exactly the bytes and mode approved as `self`.
-    /// With a recorded object id this compares ids and reads nothing; a set recorded without
-    /// them (older ledgers, or bytes git refused to hash) is compared by reading the blob and
-    /// hashing it with sha256.
+    /// With a recorded object id (40 lower-case hex digits, as gatekeeper writes it) this
+    /// compares ids and reads nothing; a set recorded without one (older ledgers, bytes git
+    /// refused to hash) is compared by reading the blob and hashing it with sha256.
     ///
     /// # Errors
     /// When the head blob must be read and cannot be.
     pub fn is_held_by(&self, repo: &git2::Repository, head: &TreeChange) -> Result<bool> {
-        if self.mode != head.mode() {
-            return Ok(false);
-        }
-        let Some((id, _)) = head.head else {
-            return Ok(self.sha256.is_none());
-        };
-        if self.sha256.is_none() {
-            return Ok(false);
-        }
-        if let Some(oid) = &self.oid {
-            let mut recorded = [0u8; 20];
-            return Ok(
-                hex::decode_to_slice(oid, &mut recorded).is_ok() && recorded == id.as_bytes()
-            );
-        }
-        Ok(head.hashed(repo)?.sha256 == self.sha256)
+        holds(
+            repo,
+            head,
+            self.mode,
+            self.sha256.as_deref(),
+            self.oid.as_deref(),
+        )
     }
+}
+
+/// [`ChangedPath::is_held_by`] for a path approved with `mode`, `sha256` and `oid`.
+///
+/// # Errors
+/// When the head blob must be read and cannot be.
+pub fn holds(
+    repo: &git2::Repository,
+    head: &TreeChange,
+    mode: u32,
+    sha256: Option<&str>,
+    oid: Option<&str>,
+) -> Result<bool> {
+    if mode != head.mode() {
+        return Ok(false);
+    }
+    let Some((id, _)) = head.head else {
+        return Ok(sha256.is_none());
+    };
+    let Some(sha256) = sha256 else {
+        return Ok(false);
+    };
+    if let Some(oid) = oid {
+        if oid.as_bytes() == lower_hex(id) {
+            return Ok(true);
+        }
+        if oid.len() == 40 && oid.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            return Ok(false);
+        }
+    }
+    Ok(head.hashed(repo)?.sha256.as_deref() == Some(sha256))
+}
+
+/// An object id in lower-case hex, as gatekeeper records it.
+fn lower_hex(id: git2::Oid) -> [u8; 40] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 40];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(id.as_bytes()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    out
 }
 
 /// A path that differs between two commits, as the head commit's tree records it (nothing of its
@@ -440,14 +473,14 @@ mod tests {
 
     use proptest::prelude::*;
 
-    /// A file to place: its path components, blob id and mode.
-    type Leaf<'a> = (Vec<&'a str>, git2::Oid, i32);
+    /// Path components, blob and mode of the files of a tree.
+    type Files<'a> = Vec<(Vec<&'a str>, git2::Oid, i32)>;
 
     /// Builds a tree from `path → (content, mode)`.
     fn build(repo: &git2::Repository, files: &BTreeMap<String, (u8, i32)>) -> git2::Oid {
-        fn level(repo: &git2::Repository, files: &[Leaf<'_>]) -> git2::Oid {
+        fn level(repo: &git2::Repository, files: &[(Vec<&str>, git2::Oid, i32)]) -> git2::Oid {
             let mut tb = repo.treebuilder(None).unwrap();
-            let mut dirs: BTreeMap<&str, Vec<Leaf<'_>>> = BTreeMap::new();
+            let mut dirs: BTreeMap<&str, Files<'_>> = BTreeMap::new();
             for (parts, id, mode) in files {
                 if parts.len() == 1 {
                     tb.insert(parts[0], *id, *mode).unwrap();
@@ -462,7 +495,7 @@ mod tests {
             }
             tb.write().unwrap()
         }
-        let blobs: Vec<Leaf<'_>> = files
+        let blobs: Files<'_> = files
             .iter()
             .map(|(p, (c, m))| (p.split('/').collect(), repo.blob(&[*c]).unwrap(), *m))
             .collect();
@@ -558,6 +591,19 @@ mod tests {
         };
         assert!(held(&old, Some((id, 0o100_644))));
         assert!(!held(&old, Some((other, 0o100_644))));
+        // An id not written as gatekeeper writes it (upper case, short) is not trusted: the
+        // blob is read and its sha256 compared.
+        for odd in [
+            id.to_string().to_uppercase(),
+            id.to_string()[..7].to_owned(),
+        ] {
+            let odd = super::ChangedPath {
+                oid: Some(odd),
+                ..approved.clone()
+            };
+            assert!(held(&odd, Some((id, 0o100_644))));
+            assert!(!held(&odd, Some((other, 0o100_644))));
+        }
         let deleted = super::ChangedPath {
             path: "f".into(),
             sha256: None,

@@ -213,6 +213,17 @@ fn policy_comes_from_the_base_revision() {
     );
 }
 
+/// The PR's own gatekeeper.yaml is not policy (SPEC §6): a broken one is an ungoverned change
+/// judged under the base's policy, not a configuration error of the gate.
+#[test]
+fn a_broken_config_in_the_pr_is_judged_by_the_base_policy() {
+    let (ws, base) = governed(PATCH_CONFIG);
+    ws.config("version: 1\nnot_a_key: true\n");
+    ws.commit("break the config");
+    let run = ci(&ws, &base).expect(5);
+    assert!(run.stdout.contains("gatekeeper.yaml"), "{}", run.stdout);
+}
+
 #[test]
 fn json_format_and_step_summary() {
     let (ws, base) = governed(PATCH_CONFIG);
