@@ -69,7 +69,15 @@ pub fn parse_decisions(text: &str) -> Decisions {
 /// heading. Bullets are `-`, `*` or `+` followed by whitespace.
 #[must_use]
 pub fn section_bullets(text: &str, pick: impl Fn(&str) -> bool) -> Vec<String> {
+    section_with(text, |heading| pick(&heading.to_lowercase())).1
+}
+
+/// Whether a heading whose text satisfies `pick` exists, and the bullets under the first such
+/// heading, up to the next heading, skipping fenced code.
+#[must_use]
+pub fn section_with(text: &str, pick: impl Fn(&str) -> bool) -> (bool, Vec<String>) {
     let mut inside = false;
+    let mut found = false;
     let mut out = Vec::new();
     let mut in_fence = false;
     for line in text.lines() {
@@ -85,14 +93,15 @@ pub fn section_bullets(text: &str, pick: impl Fn(&str) -> bool) -> Vec<String> {
             if inside {
                 break;
             }
-            inside = pick(&heading.to_lowercase());
+            inside = pick(heading);
+            found |= inside;
             continue;
         }
         if inside && let Some(item) = bullet_text(trimmed) {
             out.push(item.to_owned());
         }
     }
-    out
+    (found, out)
 }
 
 /// The text of a markdown ATX heading (`#`…`######` then a space), or `None`.

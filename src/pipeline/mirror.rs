@@ -88,6 +88,34 @@ fn apply(record: &mut TaskRecord, u: &Update) {
     });
 }
 
+/// A new CLI-sourced record, its history starting with `created` by `by`.
+fn new_record(id: &TaskId, correlation_id: &str, by: &str) -> TaskRecord {
+    let now = now_rfc3339();
+    TaskRecord {
+        task_id: id.to_string(),
+        source: Source::Cli,
+        correlation_id: correlation_id.to_owned(),
+        created_at: now.clone(),
+        updated_at: now.clone(),
+        version: 0,
+        request_text: String::new(),
+        acceptance_criteria: Vec::new(),
+        declared_scope: Vec::new(),
+        decision: None,
+        history: vec![HistoryEntry {
+            at: now,
+            event: "created".to_owned(),
+            by: Some(by.to_owned()),
+            version: None,
+            reason: None,
+            extra: BTreeMap::new(),
+        }],
+        ci_status: Value::Null,
+        pipeline: None,
+        extra: BTreeMap::new(),
+    }
+}
+
 /// Creates or updates `ssot/<TASK>.json`. A task name that is not a valid SSOT id is skipped.
 ///
 /// # Errors
@@ -110,30 +138,7 @@ pub fn mirror(dir: &Path, u: &Update) -> Result<()> {
             )?;
             return Ok(());
         }
-        let now = now_rfc3339();
-        let mut record = TaskRecord {
-            task_id: id.to_string(),
-            source: Source::Cli,
-            correlation_id: u.correlation_id.clone(),
-            created_at: now.clone(),
-            updated_at: now.clone(),
-            version: 0,
-            request_text: String::new(),
-            acceptance_criteria: Vec::new(),
-            declared_scope: Vec::new(),
-            decision: None,
-            history: vec![HistoryEntry {
-                at: now,
-                event: "created".to_owned(),
-                by: Some("gatekeeper".to_owned()),
-                version: None,
-                reason: None,
-                extra: BTreeMap::new(),
-            }],
-            ci_status: Value::Null,
-            pipeline: None,
-            extra: BTreeMap::new(),
-        };
+        let mut record = new_record(&id, &u.correlation_id, "gatekeeper");
         apply(&mut record, u);
         match create_record(dir, record) {
             Ok(_) => return Ok(()),
@@ -162,31 +167,7 @@ pub fn decide(
 ) -> Result<TaskRecord> {
     let id = TaskId::parse(task)?;
     if read_record(dir, &id)?.is_none() {
-        let now = now_rfc3339();
-        let record = TaskRecord {
-            task_id: id.to_string(),
-            source: Source::Cli,
-            correlation_id: correlation_id.to_owned(),
-            created_at: now.clone(),
-            updated_at: now.clone(),
-            version: 0,
-            request_text: String::new(),
-            acceptance_criteria: Vec::new(),
-            declared_scope: Vec::new(),
-            decision: None,
-            history: vec![HistoryEntry {
-                at: now,
-                event: "created".to_owned(),
-                by: Some(by.to_owned()),
-                version: None,
-                reason: None,
-                extra: BTreeMap::new(),
-            }],
-            ci_status: Value::Null,
-            pipeline: None,
-            extra: BTreeMap::new(),
-        };
-        match create_record(dir, record) {
+        match create_record(dir, new_record(&id, correlation_id, by)) {
             Ok(_) | Err(StoreError::Exists(_)) => {}
             Err(e) => return Err(e.into()),
         }

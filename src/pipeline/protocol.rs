@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::decisions::{bullet_text, heading_text};
+use super::decisions::{heading_text, section_with};
 
 /// One acceptance criterion: its id (`AC-1`, or an explicit `AC-x`) and text.
 pub type Criterion = (String, String);
@@ -51,35 +51,10 @@ pub struct Issue {
     pub text: String,
 }
 
-/// The bullets of every section whose heading text equals `name` (case-insensitive), skipping
-/// fenced code. Sections end at the next heading.
+/// The bullets of the first section whose heading text equals `name` (ASCII case-insensitive),
+/// skipping fenced code, and whether such a heading exists. Sections end at the next heading.
 fn section(text: &str, name: &str) -> (bool, Vec<String>) {
-    let mut inside = false;
-    let mut found = false;
-    let mut in_fence = false;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with("```") {
-            in_fence = !in_fence;
-            continue;
-        }
-        if in_fence {
-            continue;
-        }
-        if let Some(h) = heading_text(trimmed) {
-            if inside {
-                break;
-            }
-            inside = h.eq_ignore_ascii_case(name);
-            found |= inside;
-            continue;
-        }
-        if inside && let Some(item) = bullet_text(trimmed) {
-            out.push(item.to_owned());
-        }
-    }
-    (found, out)
+    section_with(text, |heading| heading.eq_ignore_ascii_case(name))
 }
 
 fn is_id(token: &str, prefix: &str) -> bool {
